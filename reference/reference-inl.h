@@ -6,6 +6,17 @@
 #include <string>
 
 #include "hwyquant/format.h"
+#include "reference/float.h"
+#include "reference/q4_0.h"
+#include "reference/q4_1.h"
+#include "reference/q5_0.h"
+#include "reference/q5_1.h"
+#include "reference/q8_0.h"
+#include "reference/q2_k.h"
+#include "reference/q3_k.h"
+#include "reference/q4_k.h"
+#include "reference/q5_k.h"
+#include "reference/q6_k.h"
 
 namespace hwyquant::reference {
 namespace detail {
@@ -69,6 +80,30 @@ inline size_t QuantizeRows(Type type, const float* src, void* dst, int64_t nrows
       if (bytes != 0) std::memcpy(dst, src, bytes);
       return bytes;
     }
+    case Type::kF16:
+      return detail::QuantizeRowsWith<F16>(src, dst, nrows, n_per_row, imatrix);
+    case Type::kBF16:
+      return detail::QuantizeRowsWith<BF16>(src, dst, nrows, n_per_row, imatrix);
+    case Type::kQ4_0:
+      return detail::QuantizeRowsWith<Q4_0>(src, dst, nrows, n_per_row, imatrix);
+    case Type::kQ4_1:
+      return detail::QuantizeRowsWith<Q4_1>(src, dst, nrows, n_per_row, imatrix);
+    case Type::kQ5_0:
+      return detail::QuantizeRowsWith<Q5_0>(src, dst, nrows, n_per_row, imatrix);
+    case Type::kQ5_1:
+      return detail::QuantizeRowsWith<Q5_1>(src, dst, nrows, n_per_row, imatrix);
+    case Type::kQ8_0:
+      return detail::QuantizeRowsWith<Q8_0>(src, dst, nrows, n_per_row, imatrix);
+    case Type::kQ2_K:
+      return detail::QuantizeRowsWith<Q2K>(src, dst, nrows, n_per_row, imatrix);
+    case Type::kQ3_K:
+      return detail::QuantizeRowsWith<Q3K>(src, dst, nrows, n_per_row, imatrix);
+    case Type::kQ4_K:
+      return detail::QuantizeRowsWith<Q4K>(src, dst, nrows, n_per_row, imatrix);
+    case Type::kQ5_K:
+      return detail::QuantizeRowsWith<Q5K>(src, dst, nrows, n_per_row, imatrix);
+    case Type::kQ6_K:
+      return detail::QuantizeRowsWith<Q6K>(src, dst, nrows, n_per_row, imatrix);
     default:
       detail::ThrowUnsupported(type);
   }
@@ -83,6 +118,30 @@ inline void DequantizeRows(Type type, const void* src, float* dst, int64_t nrows
       if (bytes != 0) std::memcpy(dst, src, bytes);
       return;
     }
+    case Type::kF16:
+      return detail::DequantizeRowsWith<F16>(src, dst, nrows, n_per_row);
+    case Type::kBF16:
+      return detail::DequantizeRowsWith<BF16>(src, dst, nrows, n_per_row);
+    case Type::kQ4_0:
+      return detail::DequantizeRowsWith<Q4_0>(src, dst, nrows, n_per_row);
+    case Type::kQ4_1:
+      return detail::DequantizeRowsWith<Q4_1>(src, dst, nrows, n_per_row);
+    case Type::kQ5_0:
+      return detail::DequantizeRowsWith<Q5_0>(src, dst, nrows, n_per_row);
+    case Type::kQ5_1:
+      return detail::DequantizeRowsWith<Q5_1>(src, dst, nrows, n_per_row);
+    case Type::kQ8_0:
+      return detail::DequantizeRowsWith<Q8_0>(src, dst, nrows, n_per_row);
+    case Type::kQ2_K:
+      return detail::DequantizeRowsWith<Q2K>(src, dst, nrows, n_per_row);
+    case Type::kQ3_K:
+      return detail::DequantizeRowsWith<Q3K>(src, dst, nrows, n_per_row);
+    case Type::kQ4_K:
+      return detail::DequantizeRowsWith<Q4K>(src, dst, nrows, n_per_row);
+    case Type::kQ5_K:
+      return detail::DequantizeRowsWith<Q5K>(src, dst, nrows, n_per_row);
+    case Type::kQ6_K:
+      return detail::DequantizeRowsWith<Q6K>(src, dst, nrows, n_per_row);
     default:
       detail::ThrowUnsupported(type);
   }
