@@ -1,0 +1,195 @@
+// End-to-end benchmark: writes a synthetic llama GGUF of about 150M f32 parameters, then runs
+// `hwyquant quantize` on it once per preset in a child process and reports wall time, CPU time
+// and the child's peak RSS.
+//
+//   hwyquant-e2e [--hwyquant PATH] [--dir DIR] [--layers N] [--threads N] [PRESET...]
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "hwyquant/format.h"
+#include "pipeline/gguf.h"
+#include "pipeline/output_file.h"
+
+namespace {
+
+struct Shape {
+  int64_t embd = 1024, ff = 2816, vocab = 16000, layers = 10, heads = 16, kv_heads = 4;
+};
+
+// SplitMix64 values summed into a roughly normal weight (sigma ~0.02), cheap and reproducible.
+class Weights {
+ public:
+  float Next() {
+    float sum = 0;
+    for (int i = 0; i < 4; ++i) {
+      uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z ^= z >> 31;
+      sum += static_cast<float>(z >> 40) / static_cast<float>(1 << 24) - 0.5f;
+    }
+    return sum * 0.035f;
+  }
+
+ private:
+  uint64_t state_ = 42;
+};
+
+uint64_t WriteModel(const std::string& path, const Shape& s) {
+  using hwyquant::GgufKv;
+  using hwyquant::GgufValue;
+  std::vector<GgufKv> kv = {
+      {"general.architecture", GgufValue::String("llama")},
+      {"general.name", GgufValue::String("e2e-synthetic")},
+      {"general.file_type", GgufValue::U32(0)},
+      {"llama.context_length", GgufValue::U32(2048)},
+      {"llama.embedding_length", GgufValue::U32(static_cast<uint32_t>(s.embd))},
+      {"llama.block_count", GgufValue::U32(static_cast<uint32_t>(s.layers))},
+      {"llama.feed_forward_length", GgufValue::U32(static_cast<uint32_t>(s.ff))},
+      {"llama.attention.head_count", GgufValue::U32(static_cast<uint32_t>(s.heads))},
+      {"llama.attention.head_count_kv", GgufValue::U32(static_cast<uint32_t>(s.kv_heads))},
+      {"llama.attention.layer_norm_rms_epsilon", GgufValue::F32(1e-5f)},
+      {"llama.vocab_size", GgufValue::U32(static_cast<uint32_t>(s.vocab))},
+  };
+  std::vector<hwyquant::GgufTensorInfo> tensors;
+  const auto add = [&](const std::string& name, std::vector<int64_t> dims) {
+    tensors.push_back({name, std::move(dims), hwyquant::Type::kF32, 0, 0});
+  };
+  const int64_t kv_dim = s.embd / s.heads * s.kv_heads;
+  add("token_embd.weight", {s.embd, s.vocab});
+  add("output_norm.weight", {s.embd});
+  add("output.weight", {s.embd, s.vocab});
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    add(p + "attn_norm.weight", {s.embd});
+    add(p + "attn_q.weight", {s.embd, s.embd});
+    add(p + "attn_k.weight", {s.embd, kv_dim});
+    add(p + "attn_v.weight", {s.embd, kv_dim});
+    add(p + "attn_output.weight", {s.embd, s.embd});
+    add(p + "ffn_norm.weight", {s.embd});
+    add(p + "ffn_gate.weight", {s.embd, s.ff});
+    add(p + "ffn_up.weight", {s.embd, s.ff});
+    add(p + "ffn_down.weight", {s.ff, s.embd});
+  }
+  hwyquant::OutputFile out(path);
+  hwyquant::GgufWriter writer(out, kv, tensors);
+  Weights rng;
+  uint64_t params = 0;
+  std::vector<float> data;
+  for (const hwyquant::GgufTensorInfo& t : writer.tensors()) {
+    data.resize(static_cast<size_t>(t.ElementCount()));
+    const bool norm = t.dims.size() == 1;
+    for (float& v : data) v = norm ? 1.0f + rng.Next() : rng.Next();
+    writer.WriteTensorData(data.data(), data.size() * sizeof(float));
+    params += data.size();
+  }
+  writer.Finish();
+  out.Commit();
+  return params;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string hwyquant_path;
+  std::string dir = "/tmp";
+  std::string threads;
+  Shape shape;
+  std::vector<std::string> presets;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--hwyquant" && i + 1 < argc) {
+      hwyquant_path = argv[++i];
+    } else if (arg == "--dir" && i + 1 < argc) {
+      dir = argv[++i];
+    } else if (arg == "--layers" && i + 1 < argc) {
+      shape.layers = std::atoi(argv[++i]);
+    } else if (arg == "--threads" && i + 1 < argc) {
+      threads = argv[++i];
+    } else if (arg.rfind("--", 0) == 0) {
+      std::fprintf(stderr,
+                   "usage: %s [--hwyquant PATH] [--dir DIR] [--layers N] [--threads N] "
+                   "[PRESET...]\n",
+                   argv[0]);
+      return 2;
+    } else {
+      presets.push_back(arg);
+    }
+  }
+  if (hwyquant_path.empty()) {
+    // Default: the CLI built beside this benchmark.
+    const std::string self = argv[0];
+    const size_t slash = self.find_last_of('/');
+    hwyquant_path = (slash == std::string::npos ? std::string(".") : self.substr(0, slash)) +
+                    "/../pipeline/hwyquant";
+  }
+  if (presets.empty()) presets = {"Q8_0", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "F16"};
+
+  const std::string model = dir + "/hwyquant-e2e-model.gguf";
+  const std::string output = dir + "/hwyquant-e2e-out.gguf";
+  uint64_t params = 0;
+  try {
+    const auto t0 = std::chrono::steady_clock::now();
+    params = WriteModel(model, shape);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("model: %s, %.1fM f32 parameters (%.0f MiB), written in %.1f s\n", model.c_str(),
+                params / 1e6, params * 4.0 / 1024 / 1024, seconds);
+  } catch (const hwyquant::Error& e) {
+    std::fprintf(stderr, "hwyquant-e2e: %s\n", e.what());
+    return 1;
+  }
+  std::printf("%-8s %10s %10s %10s %12s %10s\n", "preset", "wall s", "cpu s", "MB/s",
+              "peak RSS MiB", "out MiB");
+  int status_all = 0;
+  for (const std::string& preset : presets) {
+    std::fflush(stdout);  // the child must not inherit (and repeat) buffered output
+    const auto t0 = std::chrono::steady_clock::now();
+    const pid_t child = ::fork();
+    if (child == 0) {
+      std::freopen("/dev/null", "w", stdout);
+      std::freopen("/dev/null", "w", stderr);
+      std::vector<const char*> args = {hwyquant_path.c_str(), "quantize", model.c_str(),
+                                       output.c_str(), preset.c_str()};
+      if (!threads.empty()) args.push_back(threads.c_str());
+      args.push_back(nullptr);
+      ::execv(hwyquant_path.c_str(), const_cast<char* const*>(args.data()));
+      ::_exit(127);
+    }
+    int status = 0;
+    struct rusage usage;
+    ::wait4(child, &status, 0, &usage);
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double cpu = usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
+                       usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::printf("%-8s failed (status %d; run %s quantize by hand to see why)\n", preset.c_str(),
+                  status, hwyquant_path.c_str());
+      status_all = 1;
+      continue;
+    }
+    FILE* f = std::fopen(output.c_str(), "rb");
+    double out_mib = 0;
+    if (f) {
+      std::fseek(f, 0, SEEK_END);
+      out_mib = std::ftell(f) / 1024.0 / 1024.0;
+      std::fclose(f);
+    }
+    std::printf("%-8s %10.2f %10.2f %10.1f %12.1f %10.1f\n", preset.c_str(), wall, cpu,
+                params * 4.0 / 1e6 / wall, usage.ru_maxrss / 1024.0, out_mib);
+    std::fflush(stdout);
+    std::remove(output.c_str());
+  }
+  std::remove(model.c_str());
+  return status_all;
+}

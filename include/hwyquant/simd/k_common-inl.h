@@ -1,0 +1,722 @@
+// SIMD K-quant helpers: ggml's per-group searches run with one independent group per lane.
+//
+// Every helper here works on "transposed" data: element i of the group in lane j lives at
+// t[i * N + j] (N = Lanes(d)). Each lane then executes the scalar algorithm of ggml-quants.c
+// statement by statement: the same IEEE operations in the same order, data-dependent branches
+// turned into masks that select exactly what the branch would have assigned, and sequential
+// sums kept sequential per lane. That is what makes every target's bytes equal ggml's.
+
+// Non-target-specific part: plain scalar data and includes, compiled once.
+#ifndef HWYQUANT_SIMD_K_COMMON_SHARED_H_
+#define HWYQUANT_SIMD_K_COMMON_SHARED_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "hwyquant/format.h"
+#include "hwyquant/half.h"
+
+namespace hwyquant::kernels {
+
+// The largest vector any x86/Arm target uses (64 bytes) holds this many floats; the transposed
+// scratch buffers are sized with it.
+inline constexpr size_t kMaxFloatLanes = 16;
+// Groups below this magnitude are all zero (ggml's GROUP_MAX_EPS).
+inline constexpr float kKGroupMaxEps = 1e-15f;
+// Super-blocks quantized together: enough sub-blocks to fill the widest vector several times.
+inline constexpr int kKChunkSuperBlocks = 4;
+
+// Scalar nearest_int for the per-super-block steps (same bit trick as the vector one).
+inline int KNearestIntScalar(float fval) {
+  const float val = fval + 12582912.f;
+  int32_t bits;
+  std::memcpy(&bits, &val, sizeof(bits));
+  return (bits & 0x007fffff) - 0x00400000;
+}
+
+// Sequential sum of x*x over one super-block, as ggml accumulates it (one chain, in order).
+inline float KSumSquares256(const float* x) {
+  float sum = 0;
+  for (int l = 0; l < kSuperBlock; ++l) sum += x[l] * x[l];
+  return sum;
+}
+
+// What q4_K and q5_K's quantizers differ in (ggml passes these as literals).
+struct KScaleMinParams {
+  int nmax;            // largest level: 15 or 31
+  float rmin;          // make_qkx2_quants search start (no imatrix)
+  float rdelta;        // and step
+  int nstep;           // and number of steps
+  bool clamp_imatrix;  // the imatrix path clamps qp levels to 63 (q5_K) or not (q4_K)
+};
+
+}  // namespace hwyquant::kernels
+
+#endif  // HWYQUANT_SIMD_K_COMMON_SHARED_H_
+
+#if defined(HWYQUANT_SIMD_K_COMMON_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef HWYQUANT_SIMD_K_COMMON_INL_H_
+#undef HWYQUANT_SIMD_K_COMMON_INL_H_
+#else
+#define HWYQUANT_SIMD_K_COMMON_INL_H_
+#endif
+
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace hwyquant::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// nearest_int: adds 1.5 * 2^23 and keeps the low mantissa bits. Done with integer ops on the
+// bits (not a float round) so that out-of-range, Inf and NaN inputs wrap exactly as in ggml.
+template <class DF>
+HWY_INLINE hn::Vec<hn::RebindToSigned<DF>> KNearestInt(DF df, hn::Vec<DF> v) {
+  const hn::RebindToSigned<DF> di;
+  const auto bits = hn::BitCast(di, hn::Add(v, hn::Set(df, 12582912.f)));
+  return hn::Sub(hn::And(bits, hn::Set(di, 0x007fffff)), hn::Set(di, 0x00400000));
+}
+
+// MAX(lo, MIN(hi, v)) on ints.
+template <class DI>
+HWY_INLINE hn::Vec<DI> KClamp(DI di, hn::Vec<DI> v, int lo, int hi) {
+  return hn::Max(hn::Set(di, lo), hn::Min(hn::Set(di, hi), v));
+}
+
+// Copies `count` groups of `group` consecutive floats at src into t (t[i * N + lane]); lanes at
+// and beyond count are zero so they run harmlessly and are discarded by the caller.
+template <class DF>
+HWY_INLINE void KTransposeIn(DF df, const float* HWY_RESTRICT src, size_t count, int group,
+                             float* HWY_RESTRICT t) {
+  const size_t N = hn::Lanes(df);
+  if (count < N) {
+    for (int i = 0; i < group; ++i) hn::Store(hn::Zero(df), df, t + i * N);
+  }
+  for (size_t lane = 0; lane < count; ++lane) {
+    const float* HWY_RESTRICT s = src + lane * static_cast<size_t>(group);
+    for (int i = 0; i < group; ++i) t[i * N + lane] = s[i];
+  }
+}
+
+// The inverse for quantized levels: lt holds int32 levels, L receives bytes in group order.
+template <class DF>
+HWY_INLINE void KTransposeLevelsOut(DF df, const int32_t* HWY_RESTRICT lt, size_t count, int group,
+                                    uint8_t* HWY_RESTRICT L) {
+  const size_t N = hn::Lanes(df);
+  for (size_t lane = 0; lane < count; ++lane) {
+    uint8_t* HWY_RESTRICT out = L + lane * static_cast<size_t>(group);
+    for (int i = 0; i < group; ++i) out[i] = static_cast<uint8_t>(lt[i * N + lane]);
+  }
+}
+
+// Copies the levels of group g out of chunk-wide transposed storage, where the groups
+// [v * N, v * N + N) of a chunk occupy lt[v * group * N ...] as KTransposeIn lays them out.
+// The searches' levels only survive for groups whose final scale is zero, so the quantizers
+// fetch them here on demand instead of transposing every group back.
+template <class DF>
+HWY_INLINE void KLevelsOfGroup(DF df, const int32_t* HWY_RESTRICT lt, int group, size_t g,
+                               uint8_t* HWY_RESTRICT out) {
+  const size_t N = hn::Lanes(df);
+  const int32_t* HWY_RESTRICT base = lt + (g / N) * N * static_cast<size_t>(group);
+  const size_t lane = g % N;
+  for (int i = 0; i < group; ++i) out[i] = static_cast<uint8_t>(base[i * N + lane]);
+}
+
+// Stores int32 levels (already in 0..255) as bytes.
+template <class DI>
+HWY_INLINE void KStoreLevels(DI /*di*/, hn::Vec<DI> v, uint8_t* HWY_RESTRICT p) {
+  const hn::Rebind<uint8_t, DI> d8;
+  hn::StoreU(hn::DemoteTo(d8, v), d8, p);
+}
+
+// Loads Lanes(di) bytes widened to int32.
+template <class DI>
+HWY_INLINE hn::Vec<DI> KLoadBytes(DI di, const uint8_t* HWY_RESTRICT p) {
+  const hn::Rebind<uint8_t, DI> d8;
+  return hn::PromoteTo(di, hn::LoadU(d8, p));
+}
+
+// make_qkx2_quants (kStrictEqual: max == min means an all-equal group) and make_qkx3_quants
+// (max <= min), n = kGroup, with weights, for Lanes(df) groups. xt/wt are transposed inputs;
+// returns the scale per lane in *scale_out and -min in *min_out, and the levels in lt
+// (transposed int32). Note that ggml updates `min` inside the search, so later candidate
+// scales depend on earlier winners; every lane tracks its own.
+template <int kGroup, bool kUseMad, bool kStrictEqual, class DF>
+HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt,
+                               const float* HWY_RESTRICT wt, int nmax, float rmin,
+                               float rdelta, int nstep, hn::Vec<DF>* scale_out,
+                               hn::Vec<DF>* min_out, int32_t* HWY_RESTRICT lt) {
+  using V = hn::Vec<DF>;
+  const hn::RebindToSigned<DF> di;
+  const size_t N = hn::Lanes(df);
+  HWY_ALIGN float laux[kGroup * kMaxFloatLanes];
+
+  V min = hn::Load(df, xt);
+  V max = min;
+  V sum_w = hn::Load(df, wt);
+  V sum_x = hn::Mul(sum_w, min);
+  // NaN payloads reach nearest_int's integer result, which the float path below cannot mimic.
+  auto has_nan = hn::IsNaN(min);
+  for (int i = 1; i < kGroup; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    has_nan = hn::Or(has_nan, hn::IsNaN(x));
+    min = hn::IfThenElse(hn::Lt(x, min), x, min);
+    max = hn::IfThenElse(hn::Gt(x, max), x, max);
+    const V w = hn::Load(df, wt + i * N);
+    sum_w = hn::Add(sum_w, w);
+    sum_x = hn::Add(sum_x, hn::Mul(w, x));
+  }
+  const V zero = hn::Zero(df);
+  const V data_min = min;
+  min = hn::IfThenElse(hn::Gt(min, zero), zero, min);
+  const auto degenerate = kStrictEqual ? hn::Eq(max, min) : hn::Le(max, min);
+  // Degenerate lanes return early in ggml; they must not pick up search results here.
+  const auto live = hn::Not(degenerate);
+
+  V iscale = hn::Div(hn::Set(df, static_cast<float>(nmax)), hn::Sub(max, min));
+  V scale = hn::Div(hn::Set(df, 1.0f), iscale);
+  V best_error = zero;
+  for (int i = 0; i < kGroup; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    const V w = hn::Load(df, wt + i * N);
+    const auto l = KClamp(di, KNearestInt(df, hn::Mul(iscale, hn::Sub(x, min))), 0, nmax);
+    V diff = hn::Sub(hn::Add(hn::Mul(scale, hn::ConvertTo(df, l)), min), x);
+    diff = kUseMad ? hn::Abs(diff) : hn::Mul(diff, diff);
+    best_error = hn::Add(best_error, hn::Mul(w, diff));
+  }
+  // The winning levels are recomputed at the end from the winner's iscale and min.
+  V best_iscale = iscale;
+  V best_level_min = min;
+
+  for (int is = 0; is <= nstep; ++is) {
+    const float numerator = rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax);
+    iscale = hn::Div(hn::Set(df, numerator), hn::Sub(max, min));
+    // Every x - min lies between data_min - min and max - min (rounding is monotonic), so this
+    // bounds |iscale * (x - min)|. Below 2^21, rounding in float (ties to even) and clamping
+    // equal nearest_int's wrapped integer result exactly; lanes past it (huge spans, Inf, NaN)
+    // (and groups holding a NaN) take the integer path. Non-live lanes are discarded, so they do not count. A -0.0 from
+    // rounding a tiny negative product only ever meets sums that start at +0 and products that
+    // are squared or added to nonzero values, so it cannot change a result bit.
+    const V span = hn::Max(hn::Abs(hn::Sub(max, min)), hn::Abs(hn::Sub(data_min, min)));
+    const auto in_range = hn::AndNot(
+        has_nan, hn::Lt(hn::Mul(hn::Abs(iscale), span), hn::Set(df, 2097152.0f)));
+    V sum_l = zero, sum_l2 = zero, sum_xl = zero;
+    if (hn::AllFalse(df, hn::AndNot(in_range, live))) {
+      const V vnmax = hn::Set(df, static_cast<float>(nmax));
+      for (int i = 0; i < kGroup; ++i) {
+        const V x = hn::Load(df, xt + i * N);
+        const V w = hn::Load(df, wt + i * N);
+        const V lf = hn::Min(hn::Max(hn::Round(hn::Mul(iscale, hn::Sub(x, min))), zero), vnmax);
+        hn::Store(lf, df, laux + i * N);
+        const V wl = hn::Mul(w, lf);
+        sum_l = hn::Add(sum_l, wl);
+        sum_l2 = hn::Add(sum_l2, hn::Mul(wl, lf));
+        sum_xl = hn::Add(sum_xl, hn::Mul(wl, x));
+      }
+    } else {
+      for (int i = 0; i < kGroup; ++i) {
+        const V x = hn::Load(df, xt + i * N);
+        const V w = hn::Load(df, wt + i * N);
+        const auto l = KClamp(di, KNearestInt(df, hn::Mul(iscale, hn::Sub(x, min))), 0, nmax);
+        const V lf = hn::ConvertTo(df, l);
+        hn::Store(lf, df, laux + i * N);
+        const V wl = hn::Mul(w, lf);
+        sum_l = hn::Add(sum_l, wl);
+        sum_l2 = hn::Add(sum_l2, hn::Mul(wl, lf));
+        sum_xl = hn::Add(sum_xl, hn::Mul(wl, x));
+      }
+    }
+    const V D = hn::Sub(hn::Mul(sum_w, sum_l2), hn::Mul(sum_l, sum_l));
+    const auto positive = hn::And(live, hn::Gt(D, zero));
+    if (hn::AllFalse(df, positive)) continue;
+    V this_scale = hn::Div(hn::Sub(hn::Mul(sum_w, sum_xl), hn::Mul(sum_x, sum_l)), D);
+    V this_min = hn::Div(hn::Sub(hn::Mul(sum_l2, sum_x), hn::Mul(sum_l, sum_xl)), D);
+    const auto min_positive = hn::Gt(this_min, zero);
+    this_min = hn::IfThenElse(min_positive, zero, this_min);
+    this_scale = hn::IfThenElse(min_positive, hn::Div(sum_xl, sum_l2), this_scale);
+    V cur_error = zero;
+    for (int i = 0; i < kGroup; ++i) {
+      const V x = hn::Load(df, xt + i * N);
+      const V w = hn::Load(df, wt + i * N);
+      V diff = hn::Sub(hn::Add(hn::Mul(this_scale, hn::Load(df, laux + i * N)), this_min), x);
+      diff = kUseMad ? hn::Abs(diff) : hn::Mul(diff, diff);
+      cur_error = hn::Add(cur_error, hn::Mul(w, diff));
+    }
+    const auto better = hn::And(positive, hn::Lt(cur_error, best_error));
+    best_error = hn::IfThenElse(better, cur_error, best_error);
+    scale = hn::IfThenElse(better, this_scale, scale);
+    best_iscale = hn::IfThenElse(better, iscale, best_iscale);
+    best_level_min = hn::IfThenElse(better, min, best_level_min);
+    min = hn::IfThenElse(better, this_min, min);
+  }
+
+  const auto keep = hn::RebindMask(di, live);
+  for (int i = 0; i < kGroup; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    const auto l =
+        KClamp(di, KNearestInt(df, hn::Mul(best_iscale, hn::Sub(x, best_level_min))), 0, nmax);
+    hn::Store(hn::IfThenElseZero(keep, l), di, lt + i * N);
+  }
+  *scale_out = hn::IfThenElse(degenerate, zero, scale);
+  *min_out = hn::Neg(min);
+}
+
+// make_qx_quants with rmse_type 1 and explicit weights (x*x when ggml passes no weights; the
+// caller computes them), n = group, for Lanes(df) groups. Levels (l + nmax) go to lt.
+template <class DF>
+HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int group, int nmax, const float* HWY_RESTRICT xt,
+                                     const float* HWY_RESTRICT wt, int32_t* HWY_RESTRICT lt) {
+  using V = hn::Vec<DF>;
+  const hn::RebindToSigned<DF> di;
+  const size_t N = hn::Lanes(df);
+  const V zero = hn::Zero(df);
+
+  V max = zero, amax = zero;
+  for (int i = 0; i < group; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    const V ax = hn::Abs(x);
+    const auto bigger = hn::Gt(ax, amax);
+    amax = hn::IfThenElse(bigger, ax, amax);
+    max = hn::IfThenElse(bigger, x, max);
+  }
+  const auto all_zero = hn::Lt(amax, hn::Set(df, kKGroupMaxEps));
+
+  V iscale = hn::Div(hn::Set(df, static_cast<float>(-nmax)), max);
+  V sumlx = zero, suml2 = zero;
+  for (int i = 0; i < group; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    const V w = hn::Load(df, wt + i * N);
+    const V l = hn::ConvertTo(df, KClamp(di, KNearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
+    sumlx = hn::Add(sumlx, hn::Mul(hn::Mul(w, x), l));
+    suml2 = hn::Add(suml2, hn::Mul(hn::Mul(w, l), l));
+  }
+  // C's `suml2 ? ... : 0` is true for NaN; Highway's Ne is an ordered compare, so use !Eq.
+  V scale = hn::IfThenZeroElse(hn::Eq(suml2, zero), hn::Div(sumlx, suml2));
+  V best = hn::Mul(scale, sumlx);
+  V best_iscale = iscale;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    const float numerator = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is));
+    iscale = hn::Div(hn::Set(df, numerator), max);
+    sumlx = zero;
+    suml2 = zero;
+    for (int i = 0; i < group; ++i) {
+      const V x = hn::Load(df, xt + i * N);
+      const V w = hn::Load(df, wt + i * N);
+      const V l =
+          hn::ConvertTo(df, KClamp(di, KNearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
+      sumlx = hn::Add(sumlx, hn::Mul(hn::Mul(w, x), l));
+      suml2 = hn::Add(suml2, hn::Mul(hn::Mul(w, l), l));
+    }
+    const auto better = hn::And(hn::Gt(suml2, zero),
+                                hn::Gt(hn::Mul(sumlx, sumlx), hn::Mul(best, suml2)));
+    if (hn::AllFalse(df, better)) continue;
+    const V new_scale = hn::Div(sumlx, suml2);
+    scale = hn::IfThenElse(better, new_scale, scale);
+    best = hn::IfThenElse(better, hn::Mul(new_scale, sumlx), best);
+    best_iscale = hn::IfThenElse(better, iscale, best_iscale);
+  }
+  const auto keep = hn::RebindMask(di, hn::Not(all_zero));
+  for (int i = 0; i < group; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    const auto l = hn::Add(KClamp(di, KNearestInt(df, hn::Mul(best_iscale, x)), -nmax, nmax - 1),
+                           hn::Set(di, nmax));
+    hn::Store(hn::IfThenElseZero(keep, l), di, lt + i * N);
+  }
+  return hn::IfThenElse(all_zero, zero, scale);
+}
+
+// make_q3_quants with do_rmse (weights x*x), n = group, for Lanes(df) groups. The refinement
+// visits elements in order and updates each lane's running sums only where ggml's branch would
+// have, for up to five passes; a lane that had a pass without change stops as ggml breaks.
+template <class DF>
+HWY_INLINE hn::Vec<DF> KMakeQ3Quants(DF df, int group, int nmax, const float* HWY_RESTRICT xt,
+                                     int32_t* HWY_RESTRICT lt) {
+  using V = hn::Vec<DF>;
+  const hn::RebindToSigned<DF> di;
+  using VI = hn::Vec<decltype(di)>;
+  const size_t N = hn::Lanes(df);
+  const V zero = hn::Zero(df);
+  HWY_ALIGN float lf[32 * kMaxFloatLanes];
+  HWY_ALIGN float wt[32 * kMaxFloatLanes];   // x*x, ggml's weight
+  HWY_ALIGN float wxt[32 * kMaxFloatLanes];  // (x*x)*x, as w*x[i] rounds it
+
+  V max = zero, amax = zero;
+  for (int i = 0; i < group; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    const V ax = hn::Abs(x);
+    const auto bigger = hn::Gt(ax, amax);
+    amax = hn::IfThenElse(bigger, ax, amax);
+    max = hn::IfThenElse(bigger, x, max);
+  }
+  const auto all_zero = hn::Lt(amax, hn::Set(df, kKGroupMaxEps));
+  const V iscale = hn::Div(hn::Set(df, static_cast<float>(-nmax)), max);
+  V sumlx = zero, suml2 = zero;
+  for (int i = 0; i < group; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    const V l = hn::ConvertTo(df, KClamp(di, KNearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
+    hn::Store(l, df, lf + i * N);
+    const V w = hn::Mul(x, x);
+    const V wx = hn::Mul(w, x);
+    hn::Store(w, df, wt + i * N);
+    hn::Store(wx, df, wxt + i * N);
+    sumlx = hn::Add(sumlx, hn::Mul(wx, l));
+    suml2 = hn::Add(suml2, hn::Mul(hn::Mul(w, l), l));
+  }
+  auto active = hn::Not(all_zero);
+  for (int itry = 0; itry < 5; ++itry) {
+    auto changed = hn::Lt(zero, zero);  // all false
+    for (int i = 0; i < group; ++i) {
+      const V x = hn::Load(df, xt + i * N);
+      const V L = hn::Load(df, lf + i * N);
+      const V w = hn::Load(df, wt + i * N);
+      const V wx = hn::Load(df, wxt + i * N);
+      V slx = hn::Sub(sumlx, hn::Mul(wx, L));
+      const auto slx_positive = hn::Gt(slx, zero);
+      V sl2 = hn::Sub(suml2, hn::Mul(hn::Mul(w, L), L));
+      const V new_l = hn::ConvertTo(
+          df, KClamp(di, KNearestInt(df, hn::Div(hn::Mul(x, sl2), slx)), -nmax, nmax - 1));
+      const auto candidate = hn::And(hn::And(active, slx_positive), hn::Ne(new_l, L));
+      // Converged elements are the common case; no lane can change here.
+      if (hn::AllFalse(df, candidate)) continue;
+      slx = hn::Add(slx, hn::Mul(wx, new_l));
+      sl2 = hn::Add(sl2, hn::Mul(hn::Mul(w, new_l), new_l));
+      const auto improves =
+          hn::And(hn::Gt(sl2, zero), hn::Gt(hn::Mul(hn::Mul(slx, slx), suml2),
+                                            hn::Mul(hn::Mul(sumlx, sumlx), sl2)));
+      const auto take = hn::And(candidate, improves);
+      hn::Store(hn::IfThenElse(take, new_l, L), df, lf + i * N);
+      sumlx = hn::IfThenElse(take, slx, sumlx);
+      suml2 = hn::IfThenElse(take, sl2, suml2);
+      changed = hn::Or(changed, take);
+    }
+    active = hn::And(active, changed);
+    if (hn::AllFalse(df, active)) break;
+  }
+  const auto keep = hn::RebindMask(di, hn::Not(all_zero));
+  for (int i = 0; i < group; ++i) {
+    const VI l = hn::Add(hn::ConvertTo(di, hn::Load(df, lf + i * N)), hn::Set(di, nmax));
+    hn::Store(hn::IfThenElseZero(keep, l), di, lt + i * N);
+  }
+  const V result = hn::IfThenElseZero(hn::Gt(suml2, zero), hn::Div(sumlx, suml2));
+  return hn::IfThenElse(all_zero, zero, result);
+}
+
+// make_qp_quants (n values per lane, transposed in xt with weights wt) for Lanes(df)
+// independent sets, e.g. the sub-block scales of several super-blocks. Levels go to lt; the
+// first pass keeps ggml's narrowing of levels to uint8_t.
+template <class DF>
+HWY_INLINE hn::Vec<DF> KMakeQpQuants(DF df, int n, int nmax, const float* HWY_RESTRICT xt,
+                                     const float* HWY_RESTRICT wt, int32_t* HWY_RESTRICT lt) {
+  using V = hn::Vec<DF>;
+  const hn::RebindToSigned<DF> di;
+  using VI = hn::Vec<decltype(di)>;
+  const size_t N = hn::Lanes(df);
+  const V zero = hn::Zero(df);
+  const VI vnmax = hn::Set(di, nmax);
+  const VI byte_mask = hn::Set(di, 0xFF);
+
+  V max = zero;
+  for (int i = 0; i < n; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    max = hn::IfThenElse(hn::Gt(max, x), max, x);
+  }
+  const auto all_zero = hn::Lt(max, hn::Set(df, kKGroupMaxEps));
+  V iscale = hn::Div(hn::Set(df, static_cast<float>(nmax)), max);
+  const V scale = hn::Div(hn::Set(df, 1.0f), iscale);
+  V best_mse = zero;
+  for (int i = 0; i < n; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    const V w = hn::Load(df, wt + i * N);
+    const V L = hn::ConvertTo(df, hn::And(KNearestInt(df, hn::Mul(iscale, x)), byte_mask));
+    const V diff = hn::Sub(x, hn::Mul(scale, L));
+    best_mse = hn::Add(best_mse, hn::Mul(hn::Mul(w, diff), diff));
+  }
+  for (int is = -4; is <= 4; ++is) {
+    if (is == 0) continue;
+    const float numerator = 0.1f * static_cast<float>(is) + static_cast<float>(nmax);
+    const V iscale_is = hn::Div(hn::Set(df, numerator), max);
+    const V scale_is = hn::Div(hn::Set(df, 1.0f), iscale_is);
+    V mse = zero;
+    for (int i = 0; i < n; ++i) {
+      const V x = hn::Load(df, xt + i * N);
+      const V w = hn::Load(df, wt + i * N);
+      const V l = hn::ConvertTo(df, hn::Min(vnmax, KNearestInt(df, hn::Mul(iscale_is, x))));
+      const V diff = hn::Sub(x, hn::Mul(scale_is, l));
+      mse = hn::Add(mse, hn::Mul(hn::Mul(w, diff), diff));
+    }
+    const auto better = hn::Lt(mse, best_mse);
+    best_mse = hn::IfThenElse(better, mse, best_mse);
+    iscale = hn::IfThenElse(better, iscale_is, iscale);
+  }
+  V sumlx = zero, suml2 = zero;
+  for (int i = 0; i < n; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    const V w = hn::Load(df, wt + i * N);
+    const VI l = hn::Min(vnmax, KNearestInt(df, hn::Mul(iscale, x)));
+    hn::Store(hn::And(l, byte_mask), di, lt + i * N);
+    const V lf = hn::ConvertTo(df, l);
+    sumlx = hn::Add(sumlx, hn::Mul(hn::Mul(w, x), lf));
+    suml2 = hn::Add(suml2, hn::Mul(hn::Mul(w, lf), lf));
+  }
+  auto active = hn::Not(all_zero);
+  for (int itry = 0; itry < 5; ++itry) {
+    auto changed = hn::Lt(zero, zero);
+    for (int i = 0; i < n; ++i) {
+      const V x = hn::Load(df, xt + i * N);
+      const V w = hn::Load(df, wt + i * N);
+      const VI Li = hn::Load(di, lt + i * N);
+      const V L = hn::ConvertTo(df, Li);
+      const V wx = hn::Mul(w, x);
+      V slx = hn::Sub(sumlx, hn::Mul(wx, L));
+      V sl2 = hn::Sub(suml2, hn::Mul(hn::Mul(w, L), L));
+      const auto both_positive = hn::And(hn::Gt(slx, zero), hn::Gt(sl2, zero));
+      const VI new_li = hn::Min(vnmax, KNearestInt(df, hn::Div(hn::Mul(x, sl2), slx)));
+      const auto differs = hn::RebindMask(df, hn::Ne(new_li, Li));
+      const V new_l = hn::ConvertTo(df, new_li);
+      slx = hn::Add(slx, hn::Mul(wx, new_l));
+      sl2 = hn::Add(sl2, hn::Mul(hn::Mul(w, new_l), new_l));
+      const auto improves = hn::Gt(hn::Mul(hn::Mul(slx, slx), suml2),
+                                   hn::Mul(hn::Mul(sumlx, sumlx), sl2));
+      const auto take = hn::And(hn::And(active, both_positive), hn::And(differs, improves));
+      hn::Store(hn::IfThenElse(hn::RebindMask(di, take), hn::And(new_li, byte_mask), Li), di,
+                lt + i * N);
+      sumlx = hn::IfThenElse(take, slx, sumlx);
+      suml2 = hn::IfThenElse(take, sl2, suml2);
+      changed = hn::Or(changed, take);
+    }
+    active = hn::And(active, changed);
+    if (hn::AllFalse(df, active)) break;
+  }
+  const auto zero_levels = hn::RebindMask(di, all_zero);
+  for (int i = 0; i < n; ++i) {
+    hn::Store(hn::IfThenZeroElse(zero_levels, hn::Load(di, lt + i * N)), di, lt + i * N);
+  }
+  const V result = hn::IfThenElseZero(hn::Gt(suml2, zero), hn::Div(sumlx, suml2));
+  return hn::IfThenElse(all_zero, zero, result);
+}
+
+// get_scale_min_k4: the 6-bit scale and min of sub-block j from q4_K / q5_K's 12 bytes.
+HWY_INLINE void KGetScaleMinK4(int j, const uint8_t* HWY_RESTRICT q, uint8_t* d, uint8_t* m) {
+  if (j < 4) {
+    *d = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *d = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+  }
+}
+
+// The packing ggml's q4_K / q5_K quantizers do for sub-block j, called for j = 0..7 in order.
+// Values above 63 are packed as ggml packs them (their high bits land where ggml's do).
+HWY_INLINE void KSetScaleMinK4(int j, uint8_t ls, uint8_t lm, uint8_t* HWY_RESTRICT q) {
+  if (j < 4) {
+    q[j] = ls;
+    q[j + 4] = lm;
+  } else {
+    q[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+    q[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
+    q[j - 0] |= static_cast<uint8_t>((lm >> 4) << 6);
+  }
+}
+
+// Runs KMakeQpQuants over `count` sets of n values (values[s * n + i], weights likewise), in
+// batches of Lanes(df) sets; scale_out[s] and levels_out[s * n + i] receive the results.
+template <class DF>
+HWY_INLINE void KMakeQpQuantsSets(DF df, int n, int nmax, const float* HWY_RESTRICT values,
+                                  const float* HWY_RESTRICT weights, size_t count,
+                                  float* HWY_RESTRICT scale_out,
+                                  uint8_t* HWY_RESTRICT levels_out) {
+  const size_t N = hn::Lanes(df);
+  HWY_ALIGN float vt[16 * kMaxFloatLanes];
+  HWY_ALIGN float wt[16 * kMaxFloatLanes];
+  HWY_ALIGN int32_t lt[16 * kMaxFloatLanes];
+  HWY_ALIGN float result[kMaxFloatLanes];
+  for (size_t s0 = 0; s0 < count; s0 += N) {
+    const size_t cnt = std::min(N, count - s0);
+    KTransposeIn(df, values + s0 * n, cnt, n, vt);
+    KTransposeIn(df, weights + s0 * n, cnt, n, wt);
+    hn::Store(KMakeQpQuants(df, n, nmax, vt, wt, lt), df, result);
+    for (size_t lane = 0; lane < cnt; ++lane) scale_out[s0 + lane] = result[lane];
+    KTransposeLevelsOut(df, lt, cnt, n, levels_out + s0 * n);
+  }
+}
+
+// q4_K / q5_K up to the packed levels: for nsb super-blocks at x (and the matching imatrix
+// slice, or null) computes each block's d, dmin and 12 scale bytes and the final level of
+// every weight (L, 256 per super-block), as quantize_row_q{4,5}_K_ref / _impl do.
+template <class DF>
+HWY_INLINE void KQuantizeScaleMin(DF df, const KScaleMinParams& p, const float* HWY_RESTRICT x,
+                                  size_t nsb, const float* HWY_RESTRICT imatrix,
+                                  uint8_t* HWY_RESTRICT L, HalfBits* d_out, HalfBits* dmin_out,
+                                  uint8_t* HWY_RESTRICT scale_bytes) {
+  using V = hn::Vec<DF>;
+  const hn::RebindToSigned<DF> di;
+  const size_t N = hn::Lanes(df);
+  constexpr int kGroups = kSuperBlock / 32;
+  HWY_ALIGN float xt[32 * kMaxFloatLanes];
+  HWY_ALIGN float wt[32 * kMaxFloatLanes];
+  HWY_ALIGN int32_t lt_chunk[kKChunkSuperBlocks * kSuperBlock];
+  HWY_ALIGN float lane_scale[kMaxFloatLanes];
+  HWY_ALIGN float lane_min[kMaxFloatLanes];
+  HWY_ALIGN float lane_sw[kMaxFloatLanes];
+  HWY_ALIGN float lane_sigma2[kMaxFloatLanes];
+  float scales[kKChunkSuperBlocks * kGroups];
+  float mins[kKChunkSuperBlocks * kGroups];
+  float sw[kKChunkSuperBlocks * kGroups];
+  float sigma2[kKChunkSuperBlocks];
+
+  if (imatrix) {
+    for (size_t s = 0; s < nsb; ++s) {
+      sigma2[s] = 2 * KSumSquares256(x + s * kSuperBlock) / kSuperBlock;
+    }
+  }
+  const size_t groups = nsb * kGroups;
+  for (size_t g0 = 0; g0 < groups; g0 += N) {
+    const size_t cnt = std::min(N, groups - g0);
+    int32_t* HWY_RESTRICT lt = lt_chunk + g0 * 32;
+    KTransposeIn(df, x + g0 * 32, cnt, 32, xt);
+    V scale, min;
+    if (imatrix == nullptr) {
+      V sum_x2 = hn::Zero(df);
+      for (int i = 0; i < 32; ++i) {
+        const V xi = hn::Load(df, xt + i * N);
+        sum_x2 = hn::Add(sum_x2, hn::Mul(xi, xi));
+      }
+      const V av_x = hn::Sqrt(hn::Div(sum_x2, hn::Set(df, 32.0f)));
+      for (int i = 0; i < 32; ++i) {
+        hn::Store(hn::Add(av_x, hn::Abs(hn::Load(df, xt + i * N))), df, wt + i * N);
+      }
+      KMakeQkxQuants<32, false, true>(df, xt, wt, p.nmax, p.rmin, p.rdelta, p.nstep, &scale,
+                                      &min, lt);
+    } else {
+      KTransposeIn(df, imatrix + g0 * 32, cnt, 32, wt);
+      for (size_t lane = 0; lane < N; ++lane) {
+        lane_sigma2[lane] = lane < cnt ? sigma2[(g0 + lane) / kGroups] : 0.0f;
+      }
+      const V vsigma2 = hn::Load(df, lane_sigma2);
+      V sumw = hn::Zero(df);
+      for (int i = 0; i < 32; ++i) {
+        const V xi = hn::Load(df, xt + i * N);
+        const V w = hn::Mul(hn::Load(df, wt + i * N), hn::Sqrt(hn::Add(vsigma2, hn::Mul(xi, xi))));
+        hn::Store(w, df, wt + i * N);
+        sumw = hn::Add(sumw, w);
+      }
+      hn::Store(sumw, df, lane_sw);
+      KMakeQkxQuants<32, false, false>(df, xt, wt, p.nmax, -0.9f, 0.05f, 36, &scale, &min, lt);
+    }
+    hn::Store(scale, df, lane_scale);
+    hn::Store(min, df, lane_min);
+    for (size_t lane = 0; lane < cnt; ++lane) {
+      scales[g0 + lane] = lane_scale[lane];
+      mins[g0 + lane] = lane_min[lane];
+      sw[g0 + lane] = imatrix ? lane_sw[lane] : 0.0f;
+    }
+  }
+
+  float d_block[kKChunkSuperBlocks], m_block[kKChunkSuperBlocks];
+  uint8_t Ls[kKChunkSuperBlocks * kGroups], Lm[kKChunkSuperBlocks * kGroups];
+  if (imatrix) {
+    KMakeQpQuantsSets(df, kGroups, 63, scales, sw, nsb, d_block, Ls);
+    KMakeQpQuantsSets(df, kGroups, 63, mins, sw, nsb, m_block, Lm);
+  }
+  for (size_t s = 0; s < nsb; ++s) {
+    uint8_t* HWY_RESTRICT sb = scale_bytes + s * kKScaleBytes;
+    const float* HWY_RESTRICT sc = scales + s * kGroups;
+    const float* HWY_RESTRICT mn = mins + s * kGroups;
+    if (imatrix == nullptr) {
+      float max_scale = 0;
+      float max_min = 0;
+      for (int j = 0; j < kGroups; ++j) {
+        if (sc[j] > max_scale) max_scale = sc[j];
+        if (mn[j] > max_min) max_min = mn[j];
+      }
+      const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+      const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+      for (int j = 0; j < kGroups; ++j) {
+        uint8_t ls = static_cast<uint8_t>(KNearestIntScalar(inv_scale * sc[j]));
+        uint8_t lm = static_cast<uint8_t>(KNearestIntScalar(inv_min * mn[j]));
+        ls = std::min<uint8_t>(63, ls);
+        lm = std::min<uint8_t>(63, lm);
+        KSetScaleMinK4(j, ls, lm, sb);
+      }
+      d_out[s] = F32ToF16(max_scale / 63.f);
+      dmin_out[s] = F32ToF16(max_min / 63.f);
+    } else {
+      for (int j = 0; j < kGroups; ++j) {
+        uint8_t ls = Ls[s * kGroups + j];
+        uint8_t lm = Lm[s * kGroups + j];
+        if (p.clamp_imatrix) {
+          ls = std::min<uint8_t>(63, ls);
+          lm = std::min<uint8_t>(63, lm);
+        }
+        KSetScaleMinK4(j, ls, lm, sb);
+      }
+      d_out[s] = F32ToF16(d_block[s]);
+      dmin_out[s] = F32ToF16(m_block[s]);
+    }
+
+    const float d_all = F16ToF32(d_out[s]);
+    const float dmin_all = F16ToF32(dmin_out[s]);
+    for (int j = 0; j < kGroups; ++j) {
+      uint8_t scale_level, min_level;
+      KGetScaleMinK4(j, sb, &scale_level, &min_level);
+      const float d = d_all * scale_level;
+      if (!d) {
+        KLevelsOfGroup(df, lt_chunk, 32, s * kGroups + j, L + s * kSuperBlock + 32 * j);
+        continue;
+      }
+      const float dm = dmin_all * min_level;
+      const V vd = hn::Set(df, d);
+      const V vdm = hn::Set(df, dm);
+      const float* HWY_RESTRICT xs = x + s * kSuperBlock + 32 * j;
+      uint8_t* HWY_RESTRICT Ls_out = L + s * kSuperBlock + 32 * j;
+      for (size_t k = 0; k < 32; k += N) {
+        const V q = hn::Div(hn::Add(hn::LoadU(df, xs + k), vdm), vd);
+        KStoreLevels(di, KClamp(di, KNearestInt(df, q), 0, p.nmax), Ls_out + k);
+      }
+    }
+  }
+}
+
+// Packs 2-bit levels of 256 weights as q2_K and q3_K store them: byte j/4 + l of each 128-weight
+// half holds weights l, l+32, l+64, l+96 in bits 0-1, 2-3, 4-5, 6-7.
+HWY_INLINE void KPack2Bits(const uint8_t* HWY_RESTRICT L, uint8_t* HWY_RESTRICT qs) {
+  const hn::CappedTag<uint8_t, 32> d8;
+  const size_t N = hn::Lanes(d8);
+  for (int j = 0; j < kSuperBlock; j += 128) {
+    for (size_t l = 0; l < 32; l += N) {
+      const auto q0 = hn::LoadU(d8, L + j + l);
+      const auto q1 = hn::ShiftLeft<2>(hn::LoadU(d8, L + j + l + 32));
+      const auto q2 = hn::ShiftLeft<4>(hn::LoadU(d8, L + j + l + 64));
+      const auto q3 = hn::ShiftLeft<6>(hn::LoadU(d8, L + j + l + 96));
+      hn::StoreU(hn::Or(hn::Or(q0, q1), hn::Or(q2, q3)), d8, qs + j / 4 + l);
+    }
+  }
+}
+
+// q3_K's high bits: bit b of hmask[m] is set when level L[32 * b + m] exceeds 3, and those
+// levels lose 4 (ggml's loop over j with m = j % 32 and bit j / 32, without its branches).
+HWY_INLINE void KSplitHighBitQ3(uint8_t* HWY_RESTRICT L, uint8_t* HWY_RESTRICT hmask) {
+  const hn::CappedTag<uint8_t, 32> d8;
+  const size_t N = hn::Lanes(d8);
+  const auto three = hn::Set(d8, 3);
+  const auto four = hn::Set(d8, 4);
+  for (size_t m = 0; m < 32; m += N) {
+    auto bits = hn::Zero(d8);
+    for (int b = 0; b < 8; ++b) {
+      const auto level = hn::LoadU(d8, L + 32 * b + m);
+      const auto high = hn::Gt(level, three);
+      bits = hn::Or(bits, hn::IfThenElseZero(high, hn::Set(d8, static_cast<uint8_t>(1u << b))));
+      hn::StoreU(hn::IfThenElse(high, hn::Sub(level, four), level), d8, L + 32 * b + m);
+    }
+    hn::StoreU(bits, d8, hmask + m);
+  }
+}
+
+}  // namespace hwyquant::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // HWYQUANT_SIMD_K_COMMON_INL_H_

@@ -1,0 +1,98 @@
+// A model the quantizer can stream: ordered GGUF metadata, tensor descriptors, and one tensor's
+// bytes at a time, whether they come from a GGUF file or from a converter.
+#ifndef HWYQUANT_PIPELINE_MODEL_SOURCE_H_
+#define HWYQUANT_PIPELINE_MODEL_SOURCE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "hwyquant/format.h"
+#include "pipeline/gguf.h"
+
+namespace hwyquant {
+
+// One tensor as the model presents it: ggml dims (ne0 = row length first) and storage type.
+struct TensorDescriptor {
+  std::string name;
+  std::vector<int64_t> dims;
+  Type type = Type::kF32;
+
+  int64_t ElementCount() const {
+    int64_t count = 1;
+    for (int64_t d : dims) count *= d;
+    return count;
+  }
+  // Bytes of the tensor's data; throws Error for an impossible shape.
+  uint64_t ByteSize() const { return TensorByteSize(name, type, dims); }
+};
+
+// The bytes of one tensor: either a view into memory someone else owns (an mmap) or a buffer
+// produced on demand. Whatever keeps the bytes alive, and whatever must happen when the
+// consumer is done with them (releasing mmap pages), lives in `keeper` and ends with the last
+// copy of this object.
+class TensorBytes {
+ public:
+  TensorBytes() = default;
+  TensorBytes(const uint8_t* data, size_t size, std::shared_ptr<const void> keeper = nullptr)
+      : data_(data), size_(size), keeper_(std::move(keeper)) {}
+
+  static TensorBytes FromBuffer(std::vector<uint8_t> buffer) {
+    auto owned = std::make_shared<std::vector<uint8_t>>(std::move(buffer));
+    const uint8_t* data = owned->data();
+    const size_t size = owned->size();
+    return TensorBytes(data, size, std::shared_ptr<const void>(owned, owned.get()));
+  }
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  std::shared_ptr<const void> keeper_;
+};
+
+// The abstract model. Quantization asks for tensors one at a time, in any order, and drops each
+// TensorBytes before asking for the next, so a source only ever needs one tensor in memory.
+class ModelSource {
+ public:
+  virtual ~ModelSource() = default;
+
+  // What to call the model in messages (usually its path).
+  virtual std::string Describe() const = 0;
+  // Metadata in file order (general.architecture first in well-formed models).
+  virtual const std::vector<GgufKv>& Metadata() const = 0;
+  // Tensors in source order.
+  virtual const std::vector<TensorDescriptor>& Tensors() const = 0;
+  // Bytes of Tensors()[index]: exactly Tensors()[index].ByteSize() long, in its stated type.
+  // Throws Error on failure (unreadable source, conversion error).
+  virtual TensorBytes LoadTensor(size_t index) = 0;
+};
+
+// A ModelSource over a memory-mapped GGUF file: tensors are zero-copy views into the mapping
+// whose pages are released once the consumer drops them.
+class GgufModelSource : public ModelSource {
+ public:
+  explicit GgufModelSource(const std::string& path);
+  explicit GgufModelSource(std::unique_ptr<GgufFile> file);
+
+  std::string Describe() const override { return file_->path(); }
+  const std::vector<GgufKv>& Metadata() const override { return file_->kv(); }
+  const std::vector<TensorDescriptor>& Tensors() const override { return tensors_; }
+  TensorBytes LoadTensor(size_t index) override;
+
+  const GgufFile& file() const { return *file_; }
+
+ private:
+  std::shared_ptr<GgufFile> file_;
+  std::vector<TensorDescriptor> tensors_;
+};
+
+}  // namespace hwyquant
+
+#endif  // HWYQUANT_PIPELINE_MODEL_SOURCE_H_

@@ -1,0 +1,170 @@
+// OutputFile: temporary file, buffered writes, fsync + rename on commit, cleanup otherwise.
+#include "pipeline/output_file.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+#include "hwyquant/format.h"
+
+namespace hwyquant {
+namespace {
+
+constexpr size_t kBufferBytes = size_t{1} << 20;
+
+// Without this, exceeding RLIMIT_FSIZE kills the process with SIGXFSZ before write() can
+// return EFBIG, and the temporary file would be left behind with no message.
+void IgnoreFileSizeSignalOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { ::signal(SIGXFSZ, SIG_IGN); });
+}
+
+mode_t CurrentUmask() {
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> lock(mutex);
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  return mask;
+}
+
+std::string DirectoryOf(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string BaseNameOf(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
+  IgnoreFileSizeSignalOnce();
+  if (path_.empty() || path_.back() == '/') {
+    throw Error("cannot write '" + path_ + "': not a file name");
+  }
+  std::string pattern = DirectoryOf(path_) + "/." + BaseNameOf(path_) + ".tmp-XXXXXX";
+  std::vector<char> name(pattern.begin(), pattern.end());
+  name.push_back('\0');
+  fd_ = ::mkstemp(name.data());
+  if (fd_ < 0) {
+    const int error_number = errno;
+    throw Error("cannot create output file '" + path_ + "' (temporary in " + DirectoryOf(path_) +
+                "): " + std::strerror(error_number));
+  }
+  temp_path_ = name.data();
+  // mkstemp makes the file 0600; give it the permissions a plain open() would.
+  ::fchmod(fd_, 0666 & ~CurrentUmask());
+  buffer_.reserve(kBufferBytes);
+}
+
+OutputFile::~OutputFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
+}
+
+void OutputFile::Fail(const std::string& what, int error_number) const {
+  std::string message = "cannot write '" + path_ + "': " + what + ": " + std::strerror(error_number);
+  if (error_number == ENOSPC) message += " (the disk is full)";
+  if (error_number == EFBIG) message += " (file size limit reached)";
+  throw Error(message);
+}
+
+void OutputFile::WriteFully(const void* data, size_t size) {
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    const ssize_t written = ::write(fd_, bytes, std::min<size_t>(size, size_t{1} << 30));
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      Fail("write failed", errno);
+    }
+    if (written == 0) Fail("write made no progress", EIO);
+    bytes += written;
+    size -= static_cast<size_t>(written);
+  }
+}
+
+void OutputFile::FlushBuffer() {
+  if (buffer_.empty()) return;
+  WriteFully(buffer_.data(), buffer_.size());
+  buffer_.clear();
+}
+
+void OutputFile::Write(const void* data, size_t size) {
+  if (committed_ || fd_ < 0) throw Error("cannot write '" + path_ + "': already committed");
+  if (size == 0) return;
+  if (buffer_.size() + size <= kBufferBytes) {
+    const auto* bytes = static_cast<const uint8_t*>(data);
+    buffer_.insert(buffer_.end(), bytes, bytes + size);
+  } else {
+    FlushBuffer();
+    if (size < kBufferBytes) {
+      const auto* bytes = static_cast<const uint8_t*>(data);
+      buffer_.insert(buffer_.end(), bytes, bytes + size);
+    } else {
+      WriteFully(data, size);
+    }
+  }
+  size_ += size;
+}
+
+void OutputFile::WriteZeros(size_t count) {
+  static const uint8_t kZeros[4096] = {};
+  while (count > 0) {
+    const size_t chunk = std::min(count, sizeof(kZeros));
+    Write(kZeros, chunk);
+    count -= chunk;
+  }
+}
+
+void OutputFile::WriteAt(uint64_t offset, const void* data, size_t size) {
+  if (committed_ || fd_ < 0) throw Error("cannot write '" + path_ + "': already committed");
+  if (offset > size_ || size > size_ - offset) {
+    throw Error("cannot write '" + path_ + "': rewrite of " + std::to_string(size) +
+                " bytes at offset " + std::to_string(offset) + " passes the end " +
+                std::to_string(size_));
+  }
+  FlushBuffer();
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    const ssize_t written = ::pwrite(fd_, bytes, size, static_cast<off_t>(offset));
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      Fail("write failed", errno);
+    }
+    if (written == 0) Fail("write made no progress", EIO);
+    bytes += written;
+    offset += static_cast<uint64_t>(written);
+    size -= static_cast<size_t>(written);
+  }
+}
+
+void OutputFile::Commit() {
+  if (committed_ || fd_ < 0) throw Error("cannot commit '" + path_ + "' twice");
+  FlushBuffer();
+  if (::fsync(fd_) != 0) Fail("fsync failed", errno);
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) Fail("close failed", errno);
+  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+    Fail("rename from " + temp_path_ + " failed", errno);
+  }
+  committed_ = true;
+  // The rename itself is only durable once the directory entry is on disk.
+  const int dir_fd = ::open(DirectoryOf(path_).c_str(), O_RDONLY | O_DIRECTORY);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+}
+
+}  // namespace hwyquant

@@ -1,0 +1,56 @@
+// An output file that appears under its final name only when complete (temporary name, fsync, rename).
+#ifndef HWYQUANT_PIPELINE_OUTPUT_FILE_H_
+#define HWYQUANT_PIPELINE_OUTPUT_FILE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace hwyquant {
+
+// Writes go to a temporary file beside the final path (same directory, so the rename is atomic);
+// Commit() flushes, fsyncs and renames it over the final path. Destroying an uncommitted
+// OutputFile removes the temporary, so a failed run never leaves a partial output behind.
+// Every I/O failure (ENOSPC, EFBIG from RLIMIT_FSIZE, EIO...) throws hwyquant::Error naming the
+// final path and the cause.
+class OutputFile {
+ public:
+  // Creates the temporary file. Throws Error when the directory is not writable.
+  explicit OutputFile(std::string path);
+  ~OutputFile();
+
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+
+  // Appends bytes at the end of what was written so far.
+  void Write(const void* data, size_t size);
+  void WriteZeros(size_t count);
+  // Overwrites already-written bytes (e.g. a header patched after the data); offset + size must
+  // not pass the current end.
+  void WriteAt(uint64_t offset, const void* data, size_t size);
+
+  // Bytes written so far (the end offset).
+  uint64_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+  const std::string& temp_path() const { return temp_path_; }
+
+  // Makes the file durable and visible under path(). Further writes are errors.
+  void Commit();
+
+ private:
+  void FlushBuffer();
+  void WriteFully(const void* data, size_t size);
+  [[noreturn]] void Fail(const std::string& what, int error_number) const;
+
+  std::string path_;
+  std::string temp_path_;
+  int fd_ = -1;
+  bool committed_ = false;
+  uint64_t size_ = 0;
+  std::vector<uint8_t> buffer_;  // coalesces small writes (headers, padding)
+};
+
+}  // namespace hwyquant
+
+#endif  // HWYQUANT_PIPELINE_OUTPUT_FILE_H_

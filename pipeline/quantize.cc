@@ -1,0 +1,473 @@
+// Quantization planning (llama-quantize's order, types and metadata) and the streaming run.
+#include "pipeline/quantize.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <numeric>
+#include <thread>
+
+#include "hwyquant/hwyquant.h"
+#include "pipeline/output_file.h"
+#include "pipeline/quantize_stats.h"
+
+namespace hwyquant {
+namespace {
+
+constexpr uint32_t kQuantizationVersion = 2;  // GGML_QNT_VERSION
+constexpr size_t kMaxOverrideString = 127;    // llama_model_kv_override's char[128]
+
+std::vector<int64_t> TrimTrailingOnes(std::vector<int64_t> dims) {
+  while (dims.size() > 1 && dims.back() == 1) dims.pop_back();
+  if (dims.empty()) dims.push_back(1);
+  return dims;
+}
+
+std::string FormatDims(const std::vector<int64_t>& dims) {
+  std::string out = "[";
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(dims[i]);
+  }
+  return out + "]";
+}
+
+std::string FormatMiB(uint64_t bytes) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.2f MiB", bytes / 1024.0 / 1024.0);
+  return buffer;
+}
+
+// Sets key as gguf_set_val does: an existing key moves to the end.
+void SetKvLast(std::vector<GgufKv>& kv, const std::string& key, GgufValue value) {
+  RemoveKv(kv, key);
+  kv.push_back({key, std::move(value)});
+}
+
+int ThreadCount(int requested) {
+  if (requested > 0) return requested;
+  const unsigned cores = std::thread::hardware_concurrency();
+  return cores == 0 ? 1 : static_cast<int>(cores);
+}
+
+// Runs fn(first_row, row_count) over contiguous row ranges on up to nthreads threads.
+template <class Fn>
+void ParallelOverRows(int64_t nrows, int nthreads, const Fn& fn) {
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(nthreads, nrows));
+  if (workers == 1) {
+    fn(0, nrows);
+    return;
+  }
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(workers));
+  const int64_t per_worker = nrows / workers;
+  const int64_t extra = nrows % workers;
+  int64_t first = 0;
+  for (int64_t w = 0; w < workers; ++w) {
+    const int64_t count = per_worker + (w < extra ? 1 : 0);
+    threads.emplace_back([&fn, &errors, w, first, count] {
+      try {
+        fn(first, count);
+      } catch (...) {
+        errors[static_cast<size_t>(w)] = std::current_exception();
+      }
+    });
+    first += count;
+  }
+  for (std::thread& t : threads) t.join();
+  for (const std::exception_ptr& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+// A pointer of type T into bytes, copied into scratch first when the bytes are misaligned.
+template <class T>
+const T* AlignedView(const uint8_t* bytes, size_t count, std::vector<T>& scratch) {
+  if (reinterpret_cast<uintptr_t>(bytes) % alignof(T) == 0) {
+    return reinterpret_cast<const T*>(bytes);
+  }
+  scratch.resize(count);
+  std::memcpy(scratch.data(), bytes, count * sizeof(T));
+  return scratch.data();
+}
+
+// The tensor's weights as f32 (widened or dequantized), for requantization and statistics.
+void ToFloat(Type type, const uint8_t* src, int64_t n_per_row, int64_t nrows, float* dst,
+             int nthreads) {
+  const size_t row_size = RowSize(type, n_per_row);
+  ParallelOverRows(nrows, nthreads, [&](int64_t first, int64_t count) {
+    const uint8_t* rows = src + static_cast<size_t>(first) * row_size;
+    float* out = dst + first * n_per_row;
+    const int64_t n = count * n_per_row;
+    if (type == Type::kF32) {
+      std::memcpy(out, rows, static_cast<size_t>(n) * sizeof(float));
+    } else if (type == Type::kF16) {
+      for (int64_t i = 0; i < n; ++i) {
+        HalfBits h;
+        std::memcpy(&h, rows + 2 * i, 2);
+        out[i] = F16ToF32(h);
+      }
+    } else if (type == Type::kBF16) {
+      for (int64_t i = 0; i < n; ++i) {
+        BF16Bits h;
+        std::memcpy(&h, rows + 2 * i, 2);
+        out[i] = BF16ToF32(h);
+      }
+    } else {
+      Dequantize(type, rows, out, count, n_per_row);
+    }
+  });
+}
+
+struct Scratch {
+  std::vector<uint8_t> converted;
+  std::vector<float> floats;
+  std::vector<uint16_t> halves;
+};
+
+// Converts one tensor from its source type to the target type, matrix by matrix (each expert
+// of a stacked tensor has its own imatrix slice).
+void ConvertTensor(const TensorPlan& t, const uint8_t* src, uint8_t* dst, int nthreads,
+                   Scratch& scratch) {
+  const int64_t n_per_row = t.dims[0];
+  const int64_t rows_per_matrix = t.dims.size() > 1 ? t.dims[1] : 1;
+  const int64_t elements = t.ElementCount();
+  if (elements == 0) return;
+  const int64_t matrices = elements / (n_per_row * rows_per_matrix);
+  const int64_t experts = t.dims.size() > 2 ? t.dims[2] : 1;
+  const size_t src_matrix_bytes = RowSize(t.source_type, n_per_row) * rows_per_matrix;
+  const size_t dst_row_bytes = RowSize(t.target_type, n_per_row);
+  const size_t dst_matrix_bytes = dst_row_bytes * rows_per_matrix;
+  const size_t matrix_elements = static_cast<size_t>(n_per_row * rows_per_matrix);
+  for (int64_t m = 0; m < matrices; ++m) {
+    const uint8_t* matrix_src = src + m * src_matrix_bytes;
+    uint8_t* matrix_dst = dst + m * dst_matrix_bytes;
+    const float* imatrix =
+        t.imatrix != nullptr ? t.imatrix->data() + (m % experts) * n_per_row : nullptr;
+    if (t.source_type == Type::kF32) {
+      const float* rows = AlignedView(matrix_src, matrix_elements, scratch.floats);
+      QuantizeParallel(t.target_type, rows, matrix_dst, rows_per_matrix, n_per_row, imatrix,
+                       nthreads);
+    } else if (t.source_type == Type::kF16 || t.source_type == Type::kBF16) {
+      const uint16_t* rows = AlignedView(matrix_src, matrix_elements, scratch.halves);
+      const bool f16 = t.source_type == Type::kF16;
+      ParallelOverRows(rows_per_matrix, nthreads, [&](int64_t first, int64_t count) {
+        const uint16_t* part = rows + first * n_per_row;
+        uint8_t* out = matrix_dst + static_cast<size_t>(first) * dst_row_bytes;
+        if (f16) {
+          QuantizeF16(t.target_type, part, out, count, n_per_row, imatrix);
+        } else {
+          QuantizeBF16(t.target_type, part, out, count, n_per_row, imatrix);
+        }
+      });
+    } else {
+      scratch.floats.resize(matrix_elements);
+      ToFloat(t.source_type, matrix_src, n_per_row, rows_per_matrix, scratch.floats.data(),
+              nthreads);
+      QuantizeParallel(t.target_type, scratch.floats.data(), matrix_dst, rows_per_matrix,
+                       n_per_row, imatrix, nthreads);
+    }
+  }
+}
+
+}  // namespace
+
+int64_t TensorPlan::ElementCount() const {
+  int64_t count = 1;
+  for (int64_t d : dims) count *= d;
+  return count;
+}
+
+KvOverride ParseKvOverride(const std::string& text) {
+  const size_t equals = text.find('=');
+  if (equals == std::string::npos || equals == 0) {
+    throw Error("--override-kv '" + text + "': expected KEY=TYPE:VALUE");
+  }
+  KvOverride result;
+  result.key = text.substr(0, equals);
+  if (result.key.size() > kMaxOverrideString) {
+    throw Error("--override-kv: key '" + result.key + "' is longer than 127 bytes");
+  }
+  const std::string rest = text.substr(equals + 1);
+  const auto starts = [&](const char* prefix) { return rest.rfind(prefix, 0) == 0; };
+  if (starts("int:")) {
+    const std::string digits = rest.substr(4);
+    char* end = nullptr;
+    const long long value = std::strtoll(digits.c_str(), &end, 10);
+    if (digits.empty() || *end != '\0') {
+      throw Error("--override-kv " + result.key + ": '" + digits + "' is not an integer");
+    }
+    // llama-quantize stores integer overrides as u32 of the absolute value.
+    result.value = GgufValue::U32(static_cast<uint32_t>(std::llabs(value)));
+  } else if (starts("float:")) {
+    const std::string number = rest.substr(6);
+    char* end = nullptr;
+    const double value = std::strtod(number.c_str(), &end);
+    if (number.empty() || *end != '\0') {
+      throw Error("--override-kv " + result.key + ": '" + number + "' is not a number");
+    }
+    result.value = GgufValue::F32(static_cast<float>(value));
+  } else if (starts("bool:")) {
+    const std::string word = rest.substr(5);
+    if (word != "true" && word != "false") {
+      throw Error("--override-kv " + result.key + ": bool value must be true or false, not '" +
+                  word + "'");
+    }
+    result.value = GgufValue::Bool(word == "true");
+  } else if (starts("str:")) {
+    const std::string value = rest.substr(4);
+    if (value.size() > kMaxOverrideString) {
+      throw Error("--override-kv " + result.key + ": string value longer than 127 bytes");
+    }
+    result.value = GgufValue::String(value);
+  } else {
+    throw Error("--override-kv '" + text + "': TYPE must be int, float, bool or str");
+  }
+  return result;
+}
+
+QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& options,
+                              const Imatrix* imatrix) {
+  QuantizePlan plan;
+  const std::optional<Preset> preset = FindPreset(options.preset);
+  if (!preset) {
+    throw Error("unknown quantization type '" + options.preset + "' (known: " + PresetNames() +
+                ")");
+  }
+  plan.preset = *preset;
+  const std::string model = source.Describe();
+  const bool use_imatrix = imatrix != nullptr && !imatrix->entries.empty();
+
+  // Output order: llama's weight map order.
+  const std::vector<TensorDescriptor>& tensors = source.Tensors();
+  std::vector<size_t> order(tensors.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return WeightNameLess(tensors[a].name, tensors[b].name);
+  });
+  for (size_t i = 1; i < order.size(); ++i) {
+    if (tensors[order[i]].name == tensors[order[i - 1]].name) {
+      throw Error(model + ": duplicate tensor name '" + tensors[order[i]].name + "'");
+    }
+  }
+
+  // Metadata: the input's, then quantization version and file type moved to the end, split
+  // keys removed, then overrides (the user's first, then the imatrix's), as llama-quantize.
+  plan.kv = source.Metadata();
+  std::vector<Type> types_in_order;
+  for (size_t index : order) types_in_order.push_back(tensors[index].type);
+  plan.file_type = preset->copy_only ? ModelFileType(plan.kv, types_in_order)
+                                     : static_cast<uint32_t>(preset->file_type);
+  SetKvLast(plan.kv, "general.quantization_version", GgufValue::U32(kQuantizationVersion));
+  SetKvLast(plan.kv, "general.file_type", GgufValue::U32(plan.file_type));
+  RemoveKv(plan.kv, "split.no");
+  RemoveKv(plan.kv, "split.count");
+  RemoveKv(plan.kv, "split.tensors.count");
+  for (const KvOverride& o : options.kv_overrides) SetKvLast(plan.kv, o.key, o.value);
+  if (use_imatrix) {
+    SetKvLast(plan.kv, "quantize.imatrix.file",
+              GgufValue::String(options.imatrix_path.substr(0, kMaxOverrideString)));
+    if (!imatrix->datasets.empty()) {
+      SetKvLast(plan.kv, "quantize.imatrix.dataset",
+                GgufValue::String(imatrix->datasets[0].substr(0, kMaxOverrideString)));
+    }
+    SetKvLast(plan.kv, "quantize.imatrix.entries_count",
+              GgufValue::U32(static_cast<uint32_t>(imatrix->entries.size())));
+    if (imatrix->chunk_count > 0) {
+      SetKvLast(plan.kv, "quantize.imatrix.chunks_count",
+                GgufValue::U32(static_cast<uint32_t>(imatrix->chunk_count)));
+    }
+  }
+  GgufAlignmentOf(plan.kv);  // a bad general.alignment fails here, before any writing
+
+  ModelShape shape;
+  if (!preset->copy_only) shape = ModelShape::FromMetadata(plan.kv, model);
+  MixOptions mix;
+  mix.preset = *preset;
+  mix.output_tensor_type = options.output_tensor_type;
+  mix.token_embedding_type = options.token_embedding_type;
+  mix.tensor_types = options.tensor_types;
+  mix.pure = options.pure;
+  mix.quantize_output_tensor = !options.leave_output_tensor;
+  mix.has_imatrix = use_imatrix;
+  std::vector<std::string> names;
+  for (size_t index : order) names.push_back(tensors[index].name);
+  TypeSelector selector(shape, mix, names);
+
+  for (size_t index : order) {
+    const TensorDescriptor& d = tensors[index];
+    TensorPlan t;
+    t.source_index = index;
+    t.name = d.name;
+    t.dims = TrimTrailingOnes(d.dims);
+    t.source_type = d.type;
+    t.source_bytes = d.ByteSize();
+    const TypeChoice choice = selector.Choose(t.name, t.dims, d.type);
+    t.target_type = choice.type;
+    t.fallback_note = choice.fallback_note;
+    if (!t.fallback_note.empty()) plan.warnings.push_back(t.fallback_note);
+    t.target_bytes = TensorByteSize(t.name, t.target_type, t.dims);
+    if (t.converts()) {
+      const TypeTraits& target = TraitsOf(t.target_type);
+      if (!target.quantizable) {
+        throw Error("tensor '" + t.name + "': hwyquant cannot produce type " + target.name);
+      }
+      const bool source_is_float = t.source_type == Type::kF32 || t.source_type == Type::kF16 ||
+                                   t.source_type == Type::kBF16;
+      if (!source_is_float) {
+        if (!options.allow_requantize) {
+          throw Error("tensor '" + t.name + "' is already " + TypeName(t.source_type) +
+                      ": requantizing is disabled (use --allow-requantize)");
+        }
+        if (!TraitsOf(t.source_type).quantizable) {
+          throw Error("tensor '" + t.name + "': cannot dequantize type " +
+                      TypeName(t.source_type));
+        }
+      }
+      if (use_imatrix) {
+        const auto it = imatrix->entries.find(t.name);
+        const int64_t experts = t.dims.size() > 2 ? t.dims[2] : 1;
+        const size_t expected = static_cast<size_t>(t.dims[0] * experts);
+        if (it == imatrix->entries.end()) {
+          plan.warnings.push_back("no importance matrix data for " + t.name);
+        } else if (it->second.size() == expected) {
+          t.imatrix = &it->second;
+        } else if (t.name != "token_embd.weight" && t.name != "per_layer_token_embd.weight") {
+          throw Error("imatrix '" + imatrix->path + "' has " + std::to_string(it->second.size()) +
+                      " values for tensor '" + t.name + "', which needs " +
+                      std::to_string(expected));
+        }
+      }
+    }
+    plan.source_bytes += t.source_bytes;
+    plan.target_bytes += t.target_bytes;
+    plan.weights += static_cast<uint64_t>(d.ElementCount());
+    plan.tensors.push_back(std::move(t));
+  }
+  return plan;
+}
+
+QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
+                               const std::string& output_path, const QuantizeOptions& options,
+                               QuantizeProgressListener* progress) {
+  const auto start = std::chrono::steady_clock::now();
+  const int nthreads = ThreadCount(options.nthreads);
+  QuantizeResult result;
+  QuantizeProgress event;
+  event.tensor_count = plan.tensors.size();
+  event.bytes_total = plan.source_bytes;
+  event.weights_total = plan.weights;
+  if (progress) {
+    progress->OnProgress(event);
+    for (const std::string& warning : plan.warnings) progress->OnWarning(warning);
+  }
+
+  std::unique_ptr<OutputFile> out;
+  std::unique_ptr<GgufWriter> writer;
+  if (!options.dry_run) {
+    out = std::make_unique<OutputFile>(output_path);
+    std::vector<GgufTensorInfo> infos;
+    for (const TensorPlan& t : plan.tensors) infos.push_back({t.name, t.dims, t.target_type, 0, 0});
+    writer = std::make_unique<GgufWriter>(*out, plan.kv, std::move(infos));
+  }
+
+  Scratch scratch;
+  for (size_t i = 0; i < plan.tensors.size(); ++i) {
+    const TensorPlan& t = plan.tensors[i];
+    if (!options.dry_run) {
+      const TensorBytes bytes = source.LoadTensor(t.source_index);
+      if (bytes.size() != t.source_bytes) {
+        throw Error(source.Describe() + ": tensor '" + t.name + "' has " +
+                    std::to_string(bytes.size()) + " bytes, expected " +
+                    std::to_string(t.source_bytes));
+      }
+      const uint8_t* data = bytes.data();
+      if (t.converts()) {
+        scratch.converted.resize(t.target_bytes);
+        try {
+          ConvertTensor(t, bytes.data(), scratch.converted.data(), nthreads, scratch);
+        } catch (const Error& e) {
+          throw Error("tensor '" + t.name + "' (" + TypeName(t.source_type) + " -> " +
+                      TypeName(t.target_type) + "): " + e.what());
+        }
+        data = scratch.converted.data();
+      }
+      writer->WriteTensorData(data, t.target_bytes);
+      if (options.stats && t.converts() && t.ElementCount() > 0) {
+        const int64_t n_per_row = t.dims[0];
+        const int64_t rows = t.ElementCount() / n_per_row;
+        std::vector<float> original(static_cast<size_t>(t.ElementCount()));
+        std::vector<float> restored(original.size());
+        ToFloat(t.source_type, bytes.data(), n_per_row, rows, original.data(), nthreads);
+        ToFloat(t.target_type, data, n_per_row, rows, restored.data(), nthreads);
+        TensorStats stats = ComputeTensorStats(original.data(), restored.data(), n_per_row, rows,
+                                               /*seed=*/i + 1);
+        stats.name = t.name;
+        stats.type = t.target_type;
+        result.stats.push_back(std::move(stats));
+      }
+    }
+    result.source_bytes += t.source_bytes;
+    result.target_bytes += t.target_bytes;
+    result.weights += static_cast<uint64_t>(t.ElementCount());
+    if (progress) {
+      std::string detail = FormatDims(t.dims) + " " + TypeName(t.source_type);
+      if (t.converts()) {
+        detail += " -> " + std::string(TypeName(t.target_type)) + ", " +
+                  FormatMiB(t.source_bytes) + " -> " + FormatMiB(t.target_bytes);
+      } else {
+        detail += ", " + FormatMiB(t.source_bytes) + " (kept)";
+      }
+      event.stage = QuantizeStage::kTensorDone;
+      event.tensor_index = i + 1;
+      event.tensor_name = t.name;
+      event.bytes_done = result.source_bytes;
+      event.weights_done = result.weights;
+      event.detail = detail;
+      progress->OnProgress(event);
+    }
+  }
+  event.tensor_name = {};
+  event.detail = {};
+  if (writer) {
+    if (progress) {
+      event.stage = QuantizeStage::kFinishing;
+      progress->OnProgress(event);
+    }
+    writer->Finish();
+    out->Commit();
+    result.file_bytes = out->size();
+  }
+  result.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (progress) {
+    event.stage = QuantizeStage::kDone;
+    progress->OnProgress(event);
+  }
+  return result;
+}
+
+std::optional<Imatrix> LoadImatrixFor(const QuantizeOptions& options) {
+  if (options.imatrix_path.empty()) {
+    if (!options.include_weights.empty() || !options.exclude_weights.empty()) {
+      throw Error("--include-weights/--exclude-weights need --imatrix");
+    }
+    return std::nullopt;
+  }
+  Imatrix imatrix = LoadImatrix(options.imatrix_path);
+  FilterImatrix(imatrix, options.include_weights, options.exclude_weights);
+  return imatrix;
+}
+
+QuantizeResult QuantizeModel(ModelSource& source, const std::string& output_path,
+                             const QuantizeOptions& options, QuantizeProgressListener* progress) {
+  const std::optional<Imatrix> imatrix = LoadImatrixFor(options);
+  const QuantizePlan plan =
+      PlanQuantization(source, options, imatrix ? &*imatrix : nullptr);
+  return RunQuantization(source, plan, output_path, options, progress);
+}
+
+}  // namespace hwyquant

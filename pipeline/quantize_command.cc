@@ -1,0 +1,205 @@
+// `hwyquant quantize`: llama-quantize's command line on top of the quantization driver.
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hwyquant/hwyquant.h"
+#include "pipeline/commands.h"
+#include "pipeline/progress_json.h"
+#include "pipeline/tensor_stats_json.h"
+#include "pipeline/quantize.h"
+
+namespace hwyquant {
+namespace {
+
+struct QuantizeArgs {
+  std::string input;
+  std::vector<std::string> rest;  // [OUT.gguf] TYPE [nthreads]
+  std::string imatrix;
+  std::vector<std::string> include_weights;
+  std::vector<std::string> exclude_weights;
+  std::string output_tensor_type;
+  std::string token_embedding_type;
+  std::vector<std::string> tensor_types;
+  std::vector<std::string> kv_overrides;
+  bool pure = false;
+  bool leave_output_tensor = false;
+  bool allow_requantize = false;
+  bool dry_run = false;
+  bool stats = false;
+  bool progress_json = false;  // JSON lines on stderr for `hwyquant serve`
+};
+
+bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+int ParseThreads(const std::string& text) {
+  char* end = nullptr;
+  const long value = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || value < 0 || value > 4096) {
+    throw Error("invalid thread count '" + text + "'");
+  }
+  return static_cast<int>(value);
+}
+
+void PrintSummary(const QuantizePlan& plan, const QuantizeResult& result,
+                  const std::string& output, bool dry_run) {
+  const double weights = plan.weights > 0 ? static_cast<double>(plan.weights) : 1.0;
+  std::printf("model size  = %10.2f MiB (%.2f BPW)\n", plan.source_bytes / 1024.0 / 1024.0,
+              plan.source_bytes * 8.0 / weights);
+  std::printf("quant size  = %10.2f MiB (%.2f BPW)\n", plan.target_bytes / 1024.0 / 1024.0,
+              plan.target_bytes * 8.0 / weights);
+  if (dry_run) {
+    std::printf("dry run: nothing written\n");
+  } else {
+    std::printf("wrote %s (%.2f MiB, %s) in %.2f s, %.1f MB/s\n", output.c_str(),
+                result.file_bytes / 1024.0 / 1024.0, plan.preset.name, result.seconds,
+                result.seconds > 0 ? result.source_bytes / 1e6 / result.seconds : 0.0);
+  }
+  if (!result.stats.empty()) {
+    std::printf("\n%-40s %-6s %12s %12s %12s\n", "tensor", "type", "rmse", "max|err|",
+                "|Wx-W'x|/|Wx|");
+    for (const TensorStats& s : result.stats) {
+      std::printf("%-40s %-6s %12.4e %12.4e %12.4e\n", s.name.c_str(), TypeName(s.type), s.rmse,
+                  s.max_abs_error, s.relative_output_error);
+    }
+  }
+}
+
+void RunQuantizeCommand(const QuantizeArgs& args) {
+  QuantizeOptions options;
+  std::string output;
+  // As llama-quantize: "IN TYPE [n]" is accepted for a dry run, else "IN OUT TYPE [n]".
+  size_t next = 0;
+  if (args.dry_run && !args.rest.empty() && FindPreset(args.rest[0])) {
+    options.preset = args.rest[next++];
+  } else {
+    if (args.rest.size() < 2) throw Error("quantize: expected IN.gguf OUT.gguf TYPE [nthreads]");
+    output = args.rest[next++];
+    options.preset = args.rest[next++];
+  }
+  if (next < args.rest.size()) options.nthreads = ParseThreads(args.rest[next++]);
+  if (next < args.rest.size()) throw Error("quantize: unexpected argument '" + args.rest[next] + "'");
+  if (!FindPreset(options.preset)) {
+    throw Error("unknown quantization type '" + options.preset + "' (known: " + PresetNames() +
+                ")");
+  }
+  options.imatrix_path = args.imatrix;
+  options.include_weights = args.include_weights;
+  options.exclude_weights = args.exclude_weights;
+  if (!args.output_tensor_type.empty()) {
+    options.output_tensor_type =
+        ParseQuantizableType(args.output_tensor_type, "--output-tensor-type");
+  }
+  if (!args.token_embedding_type.empty()) {
+    options.token_embedding_type =
+        ParseQuantizableType(args.token_embedding_type, "--token-embedding-type");
+  }
+  for (const std::string& spec : args.tensor_types) {
+    const size_t equals = spec.find('=');
+    if (equals == std::string::npos || equals == 0 || equals + 1 == spec.size()) {
+      throw Error("--tensor-type '" + spec + "': expected REGEX=TYPE");
+    }
+    // llama-quantize lower-cases the pattern; tensor names are lower case.
+    std::string pattern = spec.substr(0, equals);
+    std::transform(pattern.begin(), pattern.end(), pattern.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    options.tensor_types.emplace_back(
+        pattern, ParseQuantizableType(spec.substr(equals + 1), "--tensor-type"));
+  }
+  for (const std::string& spec : args.kv_overrides) {
+    options.kv_overrides.push_back(ParseKvOverride(spec));
+  }
+  options.pure = args.pure;
+  options.leave_output_tensor = args.leave_output_tensor;
+  options.allow_requantize = args.allow_requantize;
+  options.dry_run = args.dry_run;
+  options.stats = args.stats && !args.dry_run;
+  if (!options.dry_run && SameFile(args.input, output)) {
+    throw Error("input and output are the same file: '" + args.input + "'");
+  }
+
+  GgufModelSource source(args.input);
+  const std::optional<Imatrix> imatrix = LoadImatrixFor(options);
+  if (imatrix) {
+    std::fprintf(stderr, "loaded %zu importance matrix entries from %s\n",
+                 imatrix->entries.size(), options.imatrix_path.c_str());
+  }
+  const QuantizePlan plan = PlanQuantization(source, options, imatrix ? &*imatrix : nullptr);
+  std::fprintf(stderr, "%s '%s'%s%s as %s, %zu tensors, kernels: %s\n",
+               options.dry_run ? "sizing" : "quantizing", args.input.c_str(),
+               options.dry_run ? "" : " to '", options.dry_run ? "" : (output + "'").c_str(),
+               plan.preset.name, plan.tensors.size(), ActiveTarget());
+  ConsoleProgress console(stderr);
+  ProgressJsonSink json_sink(2);
+  QuantizeProgressJson json_progress(&json_sink);
+  QuantizeProgressListener* progress = args.progress_json
+                                           ? static_cast<QuantizeProgressListener*>(&json_progress)
+                                           : &console;
+  const QuantizeResult result = RunQuantization(source, plan, output, options, progress);
+  if (args.progress_json && !options.dry_run) {
+    if (options.stats) EmitTensorStatsJson(json_sink, plan, result);  // serve's quality view
+    json_sink.Done(output, result.file_bytes, result.target_bytes, result.weights);
+  }
+  if (!plan.warnings.empty()) {
+    std::fprintf(stderr, "%zu warning(s); see above\n", plan.warnings.size());
+  }
+  PrintSummary(plan, result, output, options.dry_run);
+}
+
+}  // namespace
+
+void RegisterQuantizeCommand(CLI::App& app) {
+  auto args = std::make_shared<QuantizeArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "quantize",
+      "Quantize a GGUF model exactly as llama-quantize does.\n"
+      "  hwyquant quantize [options] IN.gguf OUT.gguf TYPE [nthreads]\n"
+      "TYPE: " + PresetNames() + " (case-insensitive)");
+  cmd->add_option("input", args->input, "Input GGUF (f32/f16/bf16, or quantized with "
+                                        "--allow-requantize)")
+      ->required();
+  cmd->add_option("output_type_threads", args->rest, "OUT.gguf TYPE [nthreads]")
+      ->expected(1, 3)
+      ->required();
+  cmd->add_option("--imatrix", args->imatrix,
+                  "Importance matrix: GGUF from llama-imatrix, or the legacy .dat");
+  cmd->add_option("--include-weights", args->include_weights,
+                  "Use the imatrix only for tensors whose name contains this (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--exclude-weights", args->exclude_weights,
+                  "Do not use the imatrix for tensors whose name contains this (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--output-tensor-type", args->output_tensor_type,
+                  "ggml type for output.weight");
+  cmd->add_option("--token-embedding-type", args->token_embedding_type,
+                  "ggml type for token_embd.weight");
+  cmd->add_option("--tensor-type", args->tensor_types,
+                  "REGEX=TYPE: tensors whose name matches get TYPE (repeatable; first match wins)")
+      ->allow_extra_args(false);
+  cmd->add_option("--override-kv", args->kv_overrides,
+                  "KEY=TYPE:VALUE metadata override, TYPE int|float|bool|str (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_flag("--pure", args->pure, "No mixes: every eligible tensor gets the default type");
+  cmd->add_flag("--leave-output-tensor", args->leave_output_tensor,
+                "Keep output.weight as it is");
+  cmd->add_flag("--allow-requantize", args->allow_requantize,
+                "Allow already-quantized input tensors (dequantized, then quantized)");
+  cmd->add_flag("--dry-run", args->dry_run, "Print types and sizes; write nothing");
+  cmd->add_flag("--progress-json", args->progress_json,
+                "Report progress as JSON lines on stderr (for hwyquant serve)");
+  cmd->add_flag("--stats", args->stats,
+                "Per-tensor RMSE, max |error| and ||Wx-W'x||/||Wx|| on random activations");
+  cmd->callback([args] { RunQuantizeCommand(*args); });
+}
+
+}  // namespace hwyquant

@@ -1,0 +1,489 @@
+// Tests of OutputFile and the GGUF reader/writer: round trips, every value type, v2, and
+// corrupt or truncated files (which must fail with a clear Error, never crash).
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <string>
+#include <vector>
+
+#include "pipeline/gguf.h"
+#include "pipeline/model_source.h"
+#include "pipeline/output_file.h"
+#include "tests/support.h"
+
+namespace hwyquant {
+namespace {
+
+// A fresh temporary directory, removed (with its files) at scope exit.
+class TempDir {
+ public:
+  TempDir() {
+    char pattern[] = "/tmp/hwyquant-gguf-test-XXXXXX";
+    const char* made = ::mkdtemp(pattern);
+    REQUIRE(made != nullptr);
+    path_ = made;
+  }
+  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  const std::string& path() const { return path_; }
+  std::vector<std::string> Entries() const {
+    std::vector<std::string> names;
+    DIR* dir = ::opendir(path_.c_str());
+    if (dir == nullptr) return names;
+    while (dirent* entry = ::readdir(dir)) {
+      const std::string name = entry->d_name;
+      if (name != "." && name != "..") names.push_back(name);
+    }
+    ::closedir(dir);
+    return names;
+  }
+
+ private:
+  std::string path_;
+};
+
+std::vector<GgufKv> EveryKindOfKv() {
+  std::vector<GgufKv> kv;
+  kv.push_back({"general.architecture", GgufValue::String("llama")});
+  kv.push_back({"t.u8", GgufValue::U8(200)});
+  kv.push_back({"t.i8", GgufValue::I8(-100)});
+  kv.push_back({"t.u16", GgufValue::U16(60000)});
+  kv.push_back({"t.i16", GgufValue::I16(-30000)});
+  kv.push_back({"t.u32", GgufValue::U32(4000000000u)});
+  kv.push_back({"t.i32", GgufValue::I32(-2000000000)});
+  kv.push_back({"t.f32", GgufValue::F32(1e-5f)});
+  kv.push_back({"t.bool", GgufValue::Bool(true)});
+  kv.push_back({"t.string", GgufValue::String(std::string("with\0nul", 8))});
+  kv.push_back({"t.u64", GgufValue::U64(0xFEDCBA9876543210ull)});
+  kv.push_back({"t.i64", GgufValue::I64(-0x123456789ABCDEFll)});
+  kv.push_back({"t.f64", GgufValue::F64(3.141592653589793)});
+  kv.push_back({"t.empty_string", GgufValue::String("")});
+  kv.push_back({"t.arr_u8", GgufValue::ArrayOf<uint8_t>(GgufType::kU8, {1, 2, 3})});
+  kv.push_back({"t.arr_i8", GgufValue::ArrayOf<int8_t>(GgufType::kI8, {-1, 2})});
+  kv.push_back({"t.arr_u16", GgufValue::ArrayOf<uint16_t>(GgufType::kU16, {65535})});
+  kv.push_back({"t.arr_i16", GgufValue::ArrayOf<int16_t>(GgufType::kI16, {-5, 5})});
+  kv.push_back({"t.arr_u32", GgufValue::ArrayOf<uint32_t>(GgufType::kU32, {7, 8, 9})});
+  kv.push_back({"t.arr_i32", GgufValue::ArrayOf<int32_t>(GgufType::kI32, {-7, 8})});
+  kv.push_back({"t.arr_f32", GgufValue::ArrayOf<float>(GgufType::kF32, {0.5f, -1000.0f})});
+  kv.push_back({"t.arr_bool", GgufValue::ArrayOf<uint8_t>(GgufType::kBool, {1, 0, 1})});
+  kv.push_back({"t.arr_u64", GgufValue::ArrayOf<uint64_t>(GgufType::kU64, {1ull << 63})});
+  kv.push_back({"t.arr_i64", GgufValue::ArrayOf<int64_t>(GgufType::kI64, {-1})});
+  kv.push_back({"t.arr_f64", GgufValue::ArrayOf<double>(GgufType::kF64, {1e300})});
+  kv.push_back({"t.arr_empty", GgufValue::ArrayOf<uint32_t>(GgufType::kU32, {})});
+  kv.push_back({"t.arr_str", GgufValue::StringArray({"<unk>", "", "héllo", "▁the"})});
+  kv.push_back({"t.arr_nested",
+                GgufValue::ArrayOfArrays(
+                    {GgufValue::StringArray({"a", "b"}),
+                     GgufValue::ArrayOf<int32_t>(GgufType::kI32, {1, 2, 3}),
+                     GgufValue::ArrayOfArrays({GgufValue::ArrayOf<uint8_t>(GgufType::kU8, {9})})})});
+  return kv;
+}
+
+struct SmallModel {
+  std::vector<GgufKv> kv;
+  std::vector<GgufTensorInfo> tensors;
+  std::vector<std::vector<uint8_t>> data;
+};
+
+SmallModel MakeSmallModel(std::vector<GgufKv> kv) {
+  SmallModel m;
+  m.kv = std::move(kv);
+  test::Rng rng(7);
+  auto add = [&](const std::string& name, std::vector<int64_t> dims, Type type) {
+    GgufTensorInfo info;
+    info.name = name;
+    info.dims = std::move(dims);
+    info.type = type;
+    const uint64_t size = TensorByteSize(info.name, info.type, info.dims);
+    std::vector<uint8_t> bytes(size);
+    for (uint8_t& b : bytes) b = static_cast<uint8_t>(rng.Next());
+    m.tensors.push_back(info);
+    m.data.push_back(std::move(bytes));
+  };
+  add("token_embd.weight", {32, 3}, Type::kF32);
+  add("norm.weight", {5}, Type::kF16);
+  add("blk.0.q.weight", {64, 2}, Type::kQ8_0);
+  add("blk.0.k.weight", {256, 1, 2}, Type::kQ4_K);
+  return m;
+}
+
+std::vector<uint8_t> SerializeWhole(const SmallModel& m) {
+  std::vector<GgufTensorInfo> infos = m.tensors;
+  std::vector<uint8_t> bytes = SerializeGgufHeader(m.kv, infos);
+  const uint32_t alignment = GgufAlignmentOf(m.kv);
+  for (size_t i = 0; i < infos.size(); ++i) {
+    REQUIRE(bytes.size() % alignment == 0);
+    bytes.insert(bytes.end(), m.data[i].begin(), m.data[i].end());
+    while (bytes.size() % alignment != 0) bytes.push_back(0);
+  }
+  return bytes;
+}
+
+void CheckModelEquals(const GgufFile& file, const SmallModel& m) {
+  REQUIRE(file.kv().size() == m.kv.size());
+  for (size_t i = 0; i < m.kv.size(); ++i) {
+    INFO("key " << m.kv[i].key);
+    CHECK(file.kv()[i].key == m.kv[i].key);
+    CHECK(file.kv()[i].value == m.kv[i].value);
+  }
+  REQUIRE(file.tensors().size() == m.tensors.size());
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    INFO("tensor " << m.tensors[i].name);
+    CHECK(file.tensors()[i].name == m.tensors[i].name);
+    CHECK(file.tensors()[i].dims == m.tensors[i].dims);
+    CHECK(file.tensors()[i].type == m.tensors[i].type);
+    REQUIRE(file.tensors()[i].size == m.data[i].size());
+    CHECK(std::memcmp(file.TensorData(i), m.data[i].data(), m.data[i].size()) == 0);
+  }
+}
+
+// Parses bytes from an exact-size heap copy, so a sanitizer sees any read past the end.
+std::unique_ptr<GgufFile> ParseCopy(const std::vector<uint8_t>& bytes, size_t length,
+                                    std::vector<uint8_t>& storage) {
+  storage.assign(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(length));
+  storage.shrink_to_fit();
+  return GgufFile::FromMemory(storage.data(), storage.size(), "mem.gguf");
+}
+
+std::string ErrorOf(const std::vector<uint8_t>& bytes) {
+  std::vector<uint8_t> storage;
+  try {
+    ParseCopy(bytes, bytes.size(), storage);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Little-endian builder for hand-made (corrupt) files.
+struct Builder {
+  std::vector<uint8_t> bytes;
+  template <class T>
+  Builder& Put(T v) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    bytes.insert(bytes.end(), p, p + sizeof(T));
+    return *this;
+  }
+  Builder& Str(const std::string& s) {
+    Put<uint64_t>(s.size());
+    bytes.insert(bytes.end(), s.begin(), s.end());
+    return *this;
+  }
+  Builder& Header(uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
+    bytes.insert(bytes.end(), {'G', 'G', 'U', 'F'});
+    return Put(version).Put(n_tensors).Put(n_kv);
+  }
+};
+
+TEST_CASE("OutputFile commits by rename and leaves nothing when abandoned", "[output_file]") {
+  TempDir dir;
+  const std::string path = dir.path() + "/out.bin";
+  {
+    OutputFile out(path);
+    out.Write("hello", 5);
+    out.WriteZeros(3);
+    CHECK(out.size() == 8);
+    CHECK_FALSE(test::FileExists(path));
+    CHECK(test::FileExists(out.temp_path()));
+    out.WriteAt(1, "EL", 2);
+    out.Commit();
+    CHECK_THROWS_AS(out.Write("x", 1), Error);
+  }
+  const std::vector<uint8_t> bytes = test::ReadFileBytes(path);
+  CHECK(std::string(bytes.begin(), bytes.end()) == std::string("hELlo\0\0\0", 8));
+  CHECK(dir.Entries().size() == 1);
+
+  const std::string abandoned = dir.path() + "/abandoned.bin";
+  {
+    OutputFile out(abandoned);
+    std::vector<uint8_t> big(3 << 20, 0xAB);  // larger than the internal buffer
+    out.Write(big.data(), big.size());
+  }
+  CHECK_FALSE(test::FileExists(abandoned));
+  CHECK(dir.Entries().size() == 1);
+
+  // An existing file is replaced only on commit.
+  {
+    OutputFile out(path);
+    out.Write("new", 3);
+    CHECK(test::ReadFileBytes(path).size() == 8);
+  }
+  CHECK(test::ReadFileBytes(path).size() == 8);
+}
+
+TEST_CASE("OutputFile reports an unwritable directory naming the file", "[output_file]") {
+  try {
+    OutputFile out("/nonexistent-dir-hwyquant/x.gguf");
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("/nonexistent-dir-hwyquant/x.gguf"));
+  }
+}
+
+TEST_CASE("OutputFile turns RLIMIT_FSIZE into an Error and removes the temporary",
+          "[output_file]") {
+  TempDir dir;
+  const std::string path = dir.path() + "/limited.bin";
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    struct rlimit limit = {100000, 100000};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    int code = 10;
+    try {
+      OutputFile out(path);
+      std::vector<uint8_t> chunk(1 << 16, 1);
+      for (int i = 0; i < 64; ++i) out.Write(chunk.data(), chunk.size());
+      out.Commit();
+      code = 11;  // no error: wrong
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      code = (message.find(path) != std::string::npos &&
+              message.find("file size limit") != std::string::npos)
+                 ? 0
+                 : 12;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));  // not killed by SIGXFSZ
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(dir.Entries().empty());
+}
+
+TEST_CASE("GGUF round trip keeps every value type, tensor and byte", "[gguf]") {
+  TempDir dir;
+  const SmallModel m = MakeSmallModel(EveryKindOfKv());
+  const std::string path = dir.path() + "/small.gguf";
+  WriteGgufFile(path, m.kv, m.tensors, m.data);
+  const auto file = GgufFile::Open(path);
+  CHECK(file->version() == 3);
+  CHECK(file->alignment() == 32);
+  CheckModelEquals(*file, m);
+  CHECK(file->FindKey("t.u32")->AsUInt() == 4000000000u);
+  CHECK(file->FindKey("t.i8")->AsInt() == -100);
+  CHECK(file->FindKey("t.f64")->AsDouble() == 3.141592653589793);
+  CHECK(file->FindKey("t.bool")->AsBool());
+  CHECK(file->FindKey("t.arr_str")->strings()[3] == "▁the");
+  CHECK(file->FindKey("t.arr_nested")->arrays()[2].arrays()[0].scalar_bytes()[0] == 9);
+  CHECK(file->FindTensor("blk.0.k.weight") == 3);
+  CHECK(file->FindTensor("missing") == -1);
+  CHECK_THROWS_AS(file->FindKey("t.string")->AsUInt(), Error);
+
+  // Writing what was read gives the same bytes.
+  std::vector<std::vector<uint8_t>> data;
+  for (size_t i = 0; i < file->tensors().size(); ++i) {
+    data.emplace_back(file->TensorData(i), file->TensorData(i) + file->tensors()[i].size);
+  }
+  const std::string copy = dir.path() + "/copy.gguf";
+  WriteGgufFile(copy, file->kv(), file->tensors(), data);
+  CHECK(test::ReadFileBytes(copy) == test::ReadFileBytes(path));
+}
+
+TEST_CASE("GGUF honours general.alignment", "[gguf]") {
+  std::vector<GgufKv> kv = {{"general.alignment", GgufValue::U32(256)}};
+  const SmallModel m = MakeSmallModel(kv);
+  const std::vector<uint8_t> bytes = SerializeWhole(m);
+  std::vector<uint8_t> storage;
+  const auto file = ParseCopy(bytes, bytes.size(), storage);
+  CHECK(file->alignment() == 256);
+  CHECK(file->data_offset() % 256 == 0);
+  for (const GgufTensorInfo& t : file->tensors()) CHECK(t.offset % 256 == 0);
+  CheckModelEquals(*file, m);
+
+  CHECK_THAT(ErrorOf(SerializeWhole(MakeSmallModel({{"general.alignment", GgufValue::U32(256)}}))),
+             Catch::Equals(""));
+  std::vector<GgufKv> bad = {{"general.alignment", GgufValue::U32(48)}};
+  std::vector<GgufTensorInfo> none;
+  CHECK_THROWS_WITH(SerializeGgufHeader(bad, none), Catch::Contains("power of two"));
+}
+
+TEST_CASE("GGUF v2 files are read like v3", "[gguf]") {
+  const SmallModel m = MakeSmallModel(EveryKindOfKv());
+  std::vector<uint8_t> bytes = SerializeWhole(m);
+  bytes[4] = 2;
+  std::vector<uint8_t> storage;
+  const auto file = ParseCopy(bytes, bytes.size(), storage);
+  CHECK(file->version() == 2);
+  CheckModelEquals(*file, m);
+}
+
+TEST_CASE("GGUF truncated at every offset fails cleanly", "[gguf]") {
+  const SmallModel m = MakeSmallModel(EveryKindOfKv());
+  const std::vector<uint8_t> bytes = SerializeWhole(m);
+  std::vector<uint8_t> storage;
+  const auto whole = ParseCopy(bytes, bytes.size(), storage);
+  const GgufTensorInfo& last = whole->tensors().back();
+  const size_t data_end = whole->data_offset() + last.offset + last.size;
+  for (size_t length = 0; length < bytes.size(); ++length) {
+    INFO("truncated to " << length << " of " << bytes.size() << " bytes");
+    if (length < data_end) {
+      try {
+        ParseCopy(bytes, length, storage);
+        FAIL("no error");
+      } catch (const Error& e) {
+        CHECK_THAT(e.what(), Catch::Contains("mem.gguf"));
+      }
+    } else {
+      // Only trailing padding is missing: the data is all there.
+      CHECK_NOTHROW(ParseCopy(bytes, length, storage));
+    }
+  }
+}
+
+TEST_CASE("GGUF with flipped bytes never crashes", "[gguf]") {
+  const SmallModel m = MakeSmallModel(EveryKindOfKv());
+  const std::vector<uint8_t> bytes = SerializeWhole(m);
+  std::vector<uint8_t> storage;
+  const auto whole = ParseCopy(bytes, bytes.size(), storage);
+  const size_t header_end = static_cast<size_t>(whole->data_offset());
+  size_t failures = 0;
+  for (size_t i = 0; i < header_end; ++i) {
+    for (uint8_t flip : {0x01, 0x80, 0xFF}) {
+      std::vector<uint8_t> corrupt = bytes;
+      corrupt[i] ^= flip;
+      try {
+        ParseCopy(corrupt, corrupt.size(), storage);
+      } catch (const Error& e) {
+        ++failures;
+        CHECK_THAT(e.what(), Catch::Contains("mem.gguf"));
+      }
+    }
+  }
+  CHECK(failures > header_end);  // most header corruptions are detected
+}
+
+TEST_CASE("GGUF corrupt headers give specific errors", "[gguf]") {
+  CHECK_THAT(ErrorOf({'G', 'G', 'U'}), Catch::Contains("too short"));
+  CHECK_THAT(ErrorOf({'G', 'G', 'M', 'L', 3, 0, 0, 0}), Catch::Contains("not a GGUF file"));
+  CHECK_THAT(ErrorOf(Builder().Header(1, 0, 0).bytes), Catch::Contains("version 1"));
+  CHECK_THAT(ErrorOf(Builder().Header(4, 0, 0).bytes), Catch::Contains("unsupported GGUF version 4"));
+  CHECK_THAT(ErrorOf(Builder().Header(0x03000000, 0, 0).bytes), Catch::Contains("big-endian"));
+  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1ull << 60).bytes), Catch::Contains("metadata count"));
+  CHECK_THAT(ErrorOf(Builder().Header(3, 1ull << 60, 0).bytes), Catch::Contains("tensor count"));
+  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Put<uint64_t>(1ull << 62).Put<uint64_t>(0).bytes),
+             Catch::Contains("key of metadata pair 0 of length 4611686018427387904"));
+  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("k").Put<uint32_t>(13).Put<uint32_t>(0).bytes),
+             Catch::Contains("unknown value type 13"));
+  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("").Put<uint32_t>(4).Put<uint32_t>(0).bytes),
+             Catch::Contains("empty key"));
+  CHECK_THAT(ErrorOf(Builder()
+                         .Header(3, 0, 2)
+                         .Str("k").Put<uint32_t>(0).Put<uint8_t>(1)
+                         .Str("k").Put<uint32_t>(0).Put<uint8_t>(1)
+                         .bytes),
+             Catch::Contains("duplicate metadata key 'k'"));
+  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("k").Put<uint32_t>(9).Put<uint32_t>(4)
+                         .Put<uint64_t>(1ull << 61).bytes),
+             Catch::Contains("claims"));
+  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("k").Put<uint32_t>(9).Put<uint32_t>(8)
+                         .Put<uint64_t>(1ull << 40).bytes),
+             Catch::Contains("claims"));
+  {
+    Builder deep;
+    deep.Header(3, 0, 1).Str("k").Put<uint32_t>(9);
+    for (int i = 0; i < 100; ++i) deep.Put<uint32_t>(9).Put<uint64_t>(1);
+    CHECK_THAT(ErrorOf(deep.bytes), Catch::Contains("nests arrays deeper"));
+  }
+  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("general.alignment").Put<uint32_t>(4)
+                         .Put<uint32_t>(0).bytes),
+             Catch::Contains("not a power of two"));
+  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("general.alignment").Put<uint32_t>(10)
+                         .Put<uint64_t>(32).bytes),
+             Catch::Contains("must be a u32"));
+
+  auto tensor = [](uint32_t n_dims, std::vector<uint64_t> dims, uint32_t type, uint64_t offset) {
+    Builder b;
+    b.Header(3, 1, 0).Str("t").Put(n_dims);
+    for (uint64_t d : dims) b.Put(d);
+    b.Put(type).Put(offset);
+    while (b.bytes.size() % 32) b.bytes.push_back(0);
+    b.bytes.resize(b.bytes.size() + 4096, 0);
+    return b.bytes;
+  };
+  CHECK(ErrorOf(tensor(2, {32, 2}, 0, 0)).empty());
+  CHECK_THAT(ErrorOf(tensor(5, {1, 1, 1, 1, 1}, 0, 0)), Catch::Contains("5 dimensions"));
+  CHECK_THAT(ErrorOf(tensor(1, {33}, 8, 0)), Catch::Contains("not a multiple of the block size"));
+  CHECK_THAT(ErrorOf(tensor(1, {32}, 99, 0)), Catch::Contains("unknown type id 99"));
+  CHECK_THAT(ErrorOf(tensor(1, {1ull << 63}, 0, 0)), Catch::Contains("too large"));
+  CHECK_THAT(ErrorOf(tensor(4, {1ull << 20, 1ull << 20, 1ull << 20, 1ull << 20}, 0, 0)),
+             Catch::Contains("64-bit"));
+  CHECK_THAT(ErrorOf(tensor(1, {32}, 0, 16)), Catch::Contains("not a multiple of the alignment"));
+  CHECK_THAT(ErrorOf(tensor(1, {32}, 0, 1ull << 40)), Catch::Contains("past the end"));
+  CHECK_THAT(ErrorOf(tensor(2, {1024, 2}, 0, 0)), Catch::Contains("past the end"));
+  {
+    Builder b;
+    b.Header(3, 2, 0);
+    b.Str("t").Put<uint32_t>(1).Put<uint64_t>(32).Put<uint32_t>(0).Put<uint64_t>(0);
+    b.Str("t").Put<uint32_t>(1).Put<uint64_t>(32).Put<uint32_t>(0).Put<uint64_t>(128);
+    b.bytes.resize(1024, 0);
+    CHECK_THAT(ErrorOf(b.bytes), Catch::Contains("duplicate tensor name 't'"));
+  }
+}
+
+TEST_CASE("GGUF reader opens files by path and names them in errors", "[gguf]") {
+  TempDir dir;
+  CHECK_THROWS_WITH(GgufFile::Open(dir.path() + "/missing.gguf"), Catch::Contains("missing.gguf"));
+  const std::string empty = dir.path() + "/empty.gguf";
+  std::fclose(std::fopen(empty.c_str(), "wb"));
+  CHECK_THROWS_WITH(GgufFile::Open(empty), Catch::Contains("empty.gguf") && Catch::Contains("empty"));
+  CHECK_THROWS_WITH(GgufFile::Open(dir.path()), Catch::Contains("not a regular file"));
+}
+
+TEST_CASE("GgufModelSource streams tensors from the mapping", "[gguf]") {
+  TempDir dir;
+  const SmallModel m = MakeSmallModel(EveryKindOfKv());
+  const std::string path = dir.path() + "/src.gguf";
+  WriteGgufFile(path, m.kv, m.tensors, m.data);
+  GgufModelSource source(path);
+  CHECK(source.Describe() == path);
+  REQUIRE(source.Tensors().size() == m.tensors.size());
+  CHECK(source.Metadata().size() == m.kv.size());
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    const TensorDescriptor& d = source.Tensors()[i];
+    CHECK(d.name == m.tensors[i].name);
+    CHECK(d.ByteSize() == m.data[i].size());
+    const TensorBytes bytes = source.LoadTensor(i);
+    REQUIRE(bytes.size() == m.data[i].size());
+    CHECK(std::memcmp(bytes.data(), m.data[i].data(), bytes.size()) == 0);
+  }
+  // Pages released after use are still readable (they come back from the file).
+  const TensorBytes again = source.LoadTensor(0);
+  CHECK(std::memcmp(again.data(), m.data[0].data(), again.size()) == 0);
+  const TensorBytes owned = TensorBytes::FromBuffer({1, 2, 3});
+  CHECK(owned.size() == 3);
+  CHECK(owned.data()[2] == 3);
+}
+
+TEST_CASE("GGUF reader agrees with gguf_mini.py and the writer reproduces its bytes", "[gguf]") {
+  const std::string shared = test::SharedDir();
+  if (shared.empty()) return;
+  TempDir dir;
+  const std::string model = dir.path() + "/pub_odd.gguf";
+  const std::string command = "python3 '" + shared + "/tools/gguf_synth.py' '" + model +
+                              "' pub_odd";
+  REQUIRE(std::system(command.c_str()) == 0);
+  const auto file = GgufFile::Open(model);
+  CHECK(file->FindKey("general.architecture")->AsString() == "llama");
+  CHECK(file->FindKey("llama.block_count")->AsUInt() == 3);
+  REQUIRE(file->tensors().size() == 30);
+  CHECK(file->tensors()[0].name == "token_embd.weight");
+  CHECK(file->tensors()[0].dims == std::vector<int64_t>{96, 128});
+  std::vector<std::vector<uint8_t>> data;
+  for (size_t i = 0; i < file->tensors().size(); ++i) {
+    data.emplace_back(file->TensorData(i), file->TensorData(i) + file->tensors()[i].size);
+  }
+  const std::string copy = dir.path() + "/copy.gguf";
+  WriteGgufFile(copy, file->kv(), file->tensors(), data);
+  CHECK(test::ReadFileBytes(copy) == test::ReadFileBytes(model));
+}
+
+}  // namespace
+}  // namespace hwyquant

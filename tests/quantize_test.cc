@@ -1,0 +1,624 @@
+// Tests of `quantize`: byte-for-byte agreement with llama-quantize on every golden entry (synthetic
+// mixes and converted real models), the options, and failures that must leave no output.
+#include <dirent.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cctype>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "hwyquant/hwyquant.h"
+#include "pipeline/convert.h"
+#include "pipeline/gguf.h"
+#include "pipeline/model_source.h"
+#include "pipeline/quantize.h"
+#include "tests/support.h"
+
+namespace hwyquant {
+namespace {
+
+using nlohmann::json;
+
+std::string Upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char pattern[] = "/tmp/hwyquant-quantize-test-XXXXXX";
+    const char* made = ::mkdtemp(pattern);
+    REQUIRE(made != nullptr);
+    path_ = made;
+  }
+  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  const std::string& path() const { return path_; }
+  size_t EntryCount() const {
+    size_t count = 0;
+    DIR* dir = ::opendir(path_.c_str());
+    while (dirent* e = ::readdir(dir)) {
+      const std::string name = e->d_name;
+      if (name != "." && name != "..") ++count;
+    }
+    ::closedir(dir);
+    return count;
+  }
+
+ private:
+  std::string path_;
+};
+
+// Inputs made by the shared generator (never stored in the repo), each variant on first use
+// and once per test process.
+class SynthInputs {
+ public:
+  explicit SynthInputs(std::string tool) : tool_(std::move(tool)) {}
+  std::string Model(const std::string& variant) {
+    Make(variant);
+    return dir_.path() + "/" + variant + ".gguf";
+  }
+  std::string Imatrix(const std::string& variant) {
+    Make(variant);
+    return dir_.path() + "/" + variant + ".imatrix.gguf";
+  }
+
+ private:
+  void Make(const std::string& variant) {
+    if (made_.count(variant)) return;
+    const std::string model = dir_.path() + "/" + variant + ".gguf";
+    const std::string imatrix = dir_.path() + "/" + variant + ".imatrix.gguf";
+    REQUIRE(std::system((tool_ + "'" + model + "' " + variant).c_str()) == 0);
+    REQUIRE(std::system((tool_ + "--imatrix '" + model + "' '" + imatrix + "'").c_str()) == 0);
+    made_[variant] = true;
+  }
+
+  TempDir dir_;
+  std::string tool_;
+  std::map<std::string, bool> made_;
+};
+
+SynthInputs* Synth() {
+  static std::unique_ptr<SynthInputs> inputs;
+  if (inputs) return inputs.get();
+  const std::string shared = test::SharedDir();
+  if (shared.empty()) return nullptr;
+  inputs = std::make_unique<SynthInputs>("python3 '" + shared + "/tools/gguf_synth.py' ");
+  return inputs.get();
+}
+
+json LoadJson(const std::string& path) { return json::parse(test::ReadTextFile(path)); }
+
+// Records warnings and progress for the checks that need them.
+class RecordingProgress : public QuantizeProgressListener {
+ public:
+  void OnProgress(const QuantizeProgress& p) override {
+    if (p.stage == QuantizeStage::kTensorDone) {
+      ++tensors_done;
+      last_weights_done = p.weights_done;
+      weights_total = p.weights_total;
+    }
+    if (p.stage == QuantizeStage::kDone) done = true;
+  }
+  void OnWarning(std::string_view message) override { warnings.emplace_back(message); }
+  std::vector<std::string> warnings;
+  size_t tensors_done = 0;
+  uint64_t last_weights_done = 0;
+  uint64_t weights_total = 0;
+  bool done = false;
+};
+
+QuantizeResult Quantize(const std::string& in, const std::string& out, QuantizeOptions options,
+                        QuantizeProgressListener* progress = nullptr) {
+  GgufModelSource source(in);
+  return QuantizeModel(source, out, options, progress);
+}
+
+std::string TensorSha(const GgufFile& file, size_t i) {
+  return test::Sha256Hex(file.TensorData(i), file.tensors()[i].size);
+}
+
+// Compares a written file with a golden entry {order, tensors: name -> [TYPE, dims, sha], kv}.
+void CheckAgainstGolden(const std::string& entry, const json& expected, const GgufFile& file,
+                        const std::string& imatrix_path) {
+  INFO("golden entry " << entry << ", file " << file.path());
+  std::vector<std::string> order;
+  for (const GgufTensorInfo& t : file.tensors()) order.push_back(t.name);
+  CHECK(order == expected["order"].get<std::vector<std::string>>());
+  for (const auto& [name, want] : expected["tensors"].items()) {
+    INFO("tensor " << name);
+    const int64_t index = file.FindTensor(name);
+    REQUIRE(index >= 0);
+    const GgufTensorInfo& t = file.tensors()[static_cast<size_t>(index)];
+    CHECK(Upper(TypeName(t.type)) == Upper(want[0].get<std::string>()));
+    CHECK(t.dims == want[1].get<std::vector<int64_t>>());
+    CHECK(TensorSha(file, static_cast<size_t>(index)) == want[2].get<std::string>());
+  }
+  for (const auto& [key, want] : expected["kv"].items()) {
+    INFO("metadata key " << key);
+    const GgufValue* value = file.FindKey(key);
+    REQUIRE(value != nullptr);
+    if (key == "quantize.imatrix.file") {
+      CHECK(value->AsString() == imatrix_path);  // llama-quantize records the path it was given
+    } else if (want.is_string() && value->type() == GgufType::kString) {
+      CHECK(value->AsString() == want.get<std::string>());
+    } else if (want.is_string()) {
+      CHECK(std::to_string(value->AsUInt()) == want.get<std::string>());
+    } else {
+      CHECK(value->AsUInt() == want.get<uint64_t>());
+    }
+  }
+}
+
+TEST_CASE("quantize matches llama-quantize on every synthetic mix", "[quantize][golden]") {
+  SynthInputs* synth = Synth();
+  if (synth == nullptr) return;
+  const json golden = LoadJson(test::SharedDir() + "/golden/mixes/expected.json");
+  REQUIRE(golden.size() >= 57);
+  TempDir out_dir;
+  for (const auto& [entry, expected] : golden.items()) {
+    const size_t slash = entry.find('/');
+    const std::string variant = entry.substr(0, slash);
+    std::string preset = entry.substr(slash + 1);
+    const bool with_imatrix = preset.size() > 8 && preset.compare(preset.size() - 8, 8, "+imatrix") == 0;
+    if (with_imatrix) preset.resize(preset.size() - 8);
+    QuantizeOptions options;
+    options.preset = preset;
+    if (with_imatrix) options.imatrix_path = synth->Imatrix(variant);
+    const std::string out = out_dir.path() + "/" + variant + "-" + preset + ".gguf";
+    INFO("golden entry " << entry);
+    Quantize(synth->Model(variant), out, options);
+    const auto file = GgufFile::Open(out);
+    CheckAgainstGolden(entry, expected, *file, options.imatrix_path);
+    std::remove(out.c_str());
+  }
+}
+
+TEST_CASE("quantize matches llama-quantize on converted real models", "[quantize][golden]") {
+  const std::string shared = test::SharedDir();
+  if (shared.empty()) return;
+  const json golden = LoadJson(shared + "/golden/convert/expected.json");
+  TempDir dir;
+  std::map<std::string, std::string> converted;
+  size_t compared = 0;
+  size_t refused = 0;
+  for (const auto& [entry, expected] : golden.items()) {
+    const size_t slash = entry.find('/');
+    const std::string model = entry.substr(0, slash);
+    const std::string preset = entry.substr(slash + 1);
+    if (preset == "convert") continue;
+    INFO("golden entry " << entry);
+    if (!converted.count(model)) {
+      // The converted GGUF (what llama-quantize was given), written by our converter.
+      HfModelSource hf(shared + "/models/" + model);
+      converted[model] = dir.path() + "/" + model + ".gguf";
+      WriteModelSource(hf, converted[model]);
+    }
+    QuantizeOptions options;
+    options.preset = preset;
+    const std::string out = dir.path() + "/" + model + "-" + preset + ".gguf";
+    RecordingProgress progress;
+    Quantize(converted[model], out, options, &progress);
+    const auto file = GgufFile::Open(out);
+    if (!expected.contains("llama_quantize_error")) {
+      CheckAgainstGolden(entry, expected, *file, "");
+      ++compared;
+      continue;
+    }
+    // llama-quantize refused: rows not divisible by 32 under a legacy type. hwyquant succeeds
+    // with those tensors in f16, bytes equal to the F16 preset's, and says so.
+    ++refused;
+    const json& f16 = golden[model + "/F16"];
+    size_t fallbacks = 0;
+    for (size_t i = 0; i < file->tensors().size(); ++i) {
+      const GgufTensorInfo& t = file->tensors()[i];
+      if (t.dims.size() < 2 || t.dims[0] % 32 == 0) continue;
+      INFO("tensor " << t.name);
+      CHECK(t.type == Type::kF16);
+      CHECK(TensorSha(*file, i) == f16["tensors"][t.name][2].get<std::string>());
+      const bool warned = std::any_of(progress.warnings.begin(), progress.warnings.end(),
+                                      [&](const std::string& w) {
+                                        return w.find(t.name) != std::string::npos &&
+                                               w.find("f16") != std::string::npos;
+                                      });
+      CHECK(warned);
+      ++fallbacks;
+    }
+    CHECK(fallbacks > 0);
+  }
+  CHECK(compared >= 46);
+  CHECK(refused == 6);
+}
+
+TEST_CASE("quantize streams straight from the converter", "[quantize]") {
+  const std::string shared = test::SharedDir();
+  if (shared.empty()) return;
+  const json golden = LoadJson(shared + "/golden/convert/expected.json");
+  TempDir dir;
+  for (const char* entry : {"stories260K-bf16/Q4_K_M", "synth-llama-bf16-sharded/Q5_K_S"}) {
+    const std::string name = entry;
+    const std::string model = name.substr(0, name.find('/'));
+    HfModelSource hf(shared + "/models/" + model);
+    QuantizeOptions options;
+    options.preset = name.substr(name.find('/') + 1);
+    const std::string out = dir.path() + "/direct.gguf";
+    QuantizeModel(hf, out, options, nullptr);
+    CheckAgainstGolden(entry, golden[entry], *GgufFile::Open(out), "");
+  }
+}
+
+TEST_CASE("quantize options change types as llama-quantize's do", "[quantize]") {
+  SynthInputs* synth = Synth();
+  if (synth == nullptr) return;
+  const json golden = LoadJson(test::SharedDir() + "/golden/mixes/expected.json");
+  TempDir dir;
+  const std::string out = dir.path() + "/out.gguf";
+  const auto type_of = [](const GgufFile& f, const std::string& name) {
+    const int64_t i = f.FindTensor(name);
+    REQUIRE(i >= 0);
+    return f.tensors()[static_cast<size_t>(i)].type;
+  };
+
+  SECTION("--exclude-weights drops imatrix entries by substring") {
+    QuantizeOptions options;
+    options.preset = "q4_k_m";  // case-insensitive
+    options.imatrix_path = synth->Imatrix("pub");
+    options.exclude_weights = {"ffn_down"};
+    Quantize(synth->Model("pub"), out, options);
+    const auto file = GgufFile::Open(out);
+    CHECK(file->FindKey("quantize.imatrix.entries_count")->AsUInt() == 44 - 6);
+    const json& with = golden["pub/Q4_K_M+imatrix"]["tensors"];
+    const json& without = golden["pub/Q4_K_M"]["tensors"];
+    for (size_t i = 0; i < file->tensors().size(); ++i) {
+      const std::string& name = file->tensors()[i].name;
+      INFO("tensor " << name);
+      const json& want = name.find("ffn_down") != std::string::npos ? without : with;
+      CHECK(TensorSha(*file, i) == want[name][2].get<std::string>());
+    }
+  }
+  SECTION("--include-weights keeps only matching imatrix entries") {
+    QuantizeOptions options;
+    options.preset = "Q4_K_M";
+    options.imatrix_path = synth->Imatrix("pub");
+    options.include_weights = {"attn_q"};
+    Quantize(synth->Model("pub"), out, options);
+    const auto file = GgufFile::Open(out);
+    CHECK(file->FindKey("quantize.imatrix.entries_count")->AsUInt() == 6);
+    const int64_t q = file->FindTensor("blk.0.attn_q.weight");
+    const int64_t k = file->FindTensor("blk.0.attn_k.weight");
+    CHECK(TensorSha(*file, q) ==
+          golden["pub/Q4_K_M+imatrix"]["tensors"]["blk.0.attn_q.weight"][2].get<std::string>());
+    CHECK(TensorSha(*file, k) ==
+          golden["pub/Q4_K_M"]["tensors"]["blk.0.attn_k.weight"][2].get<std::string>());
+  }
+  SECTION("type overrides, --pure, --leave-output-tensor") {
+    QuantizeOptions options;
+    options.preset = "Q4_K_M";
+    options.tensor_types = {{"attn_q", Type::kQ8_0}, {"ffn_.*", Type::kQ5_0}};
+    options.output_tensor_type = Type::kF16;
+    options.token_embedding_type = Type::kQ8_0;
+    Quantize(synth->Model("pub"), out, options);
+    auto file = GgufFile::Open(out);
+    CHECK(type_of(*file, "blk.3.attn_q.weight") == Type::kQ8_0);
+    CHECK(type_of(*file, "blk.3.ffn_down.weight") == Type::kQ5_0);
+    CHECK(type_of(*file, "blk.3.attn_k.weight") == Type::kQ4_K);
+    CHECK(type_of(*file, "output.weight") == Type::kF16);
+    CHECK(type_of(*file, "token_embd.weight") == Type::kQ8_0);
+    CHECK(type_of(*file, "output_norm.weight") == Type::kF32);
+
+    options = QuantizeOptions();
+    options.preset = "Q4_K_M";
+    options.pure = true;
+    options.leave_output_tensor = true;
+    Quantize(synth->Model("pub"), out, options);
+    file = GgufFile::Open(out);
+    CHECK(type_of(*file, "output.weight") == Type::kF32);
+    CHECK(type_of(*file, "blk.0.ffn_down.weight") == Type::kQ4_K);  // no mix
+    CHECK(type_of(*file, "blk.0.attn_v.weight") == Type::kQ4_K);
+    CHECK(type_of(*file, "token_embd.weight") == Type::kQ4_K);
+  }
+  SECTION("--override-kv values land at the end, as llama-quantize writes them") {
+    QuantizeOptions options;
+    options.preset = "Q8_0";
+    options.kv_overrides = {ParseKvOverride("general.name=str:renamed"),
+                            ParseKvOverride("test.count=int:-7"),
+                            ParseKvOverride("test.scale=float:0.5"),
+                            ParseKvOverride("test.flag=bool:true")};
+    Quantize(synth->Model("pub_odd"), out, options);
+    const auto file = GgufFile::Open(out);
+    const std::vector<GgufKv>& kv = file->kv();
+    REQUIRE(kv.size() >= 6);
+    CHECK(kv[kv.size() - 6].key == "general.quantization_version");
+    CHECK(kv[kv.size() - 5].key == "general.file_type");
+    CHECK(kv[kv.size() - 4].key == "general.name");
+    CHECK(kv[kv.size() - 4].value.AsString() == "renamed");
+    CHECK(kv[kv.size() - 3].value == GgufValue::U32(7));
+    CHECK(kv[kv.size() - 2].value == GgufValue::F32(0.5f));
+    CHECK(kv[kv.size() - 1].value == GgufValue::Bool(true));
+    CHECK_THROWS_WITH(ParseKvOverride("x=double:1"), Catch::Contains("int, float, bool or str"));
+    CHECK_THROWS_WITH(ParseKvOverride("x=bool:yes"), Catch::Contains("true or false"));
+    CHECK_THROWS_WITH(ParseKvOverride("novalue"), Catch::Contains("KEY=TYPE:VALUE"));
+  }
+  SECTION("COPY keeps every tensor and records the input's file type") {
+    QuantizeOptions options;
+    options.preset = "copy";
+    Quantize(synth->Model("pub_odd"), out, options);
+    const auto in = GgufFile::Open(synth->Model("pub_odd"));
+    const auto file = GgufFile::Open(out);
+    CHECK(file->FindKey("general.file_type")->AsUInt() == 0);
+    REQUIRE(file->tensors().size() == in->tensors().size());
+    for (size_t i = 0; i < file->tensors().size(); ++i) {
+      const int64_t j = in->FindTensor(file->tensors()[i].name);
+      CHECK(file->tensors()[i].type == in->tensors()[static_cast<size_t>(j)].type);
+      CHECK(TensorSha(*file, i) == TensorSha(*in, static_cast<size_t>(j)));
+    }
+  }
+}
+
+TEST_CASE("quantize presets, names and order helpers", "[quantize]") {
+  CHECK(FindPreset("q4_k_m")->file_type == FileType::kQ4_K_M);
+  CHECK(FindPreset("Q4_K")->file_type == FileType::kQ4_K_M);
+  CHECK(FindPreset("15")->file_type == FileType::kQ4_K_M);
+  CHECK(FindPreset("0")->copy_only == false);  // F32 before COPY, as llama-quantize
+  CHECK(FindPreset("COPY")->copy_only);
+  CHECK(FindPreset("bf16")->default_type == Type::kBF16);
+  CHECK_FALSE(FindPreset("Q4_K_X").has_value());
+  CHECK_FALSE(FindPreset("IQ2_XXS").has_value());
+  std::vector<std::string> names = {"blk.10.a", "blk.2.b", "output.weight", "blk.2.a",
+                                    "token_embd.weight", "blk.x.y"};
+  std::sort(names.begin(), names.end(), WeightNameLess);
+  CHECK(names == std::vector<std::string>{"blk.x.y", "output.weight", "token_embd.weight",
+                                          "blk.2.a", "blk.2.b", "blk.10.a"});
+  CHECK_THROWS_WITH(ParseQuantizableType("iq2_xxs", "--tensor-type"),
+                    Catch::Contains("cannot produce"));
+  CHECK_THROWS_WITH(ParseQuantizableType("q9_9", "--tensor-type"), Catch::Contains("unknown"));
+}
+
+TEST_CASE("quantize from f16 and bf16 sources, requantize, threads, legacy imatrix",
+          "[quantize]") {
+  SynthInputs* synth = Synth();
+  if (synth == nullptr) return;
+  TempDir dir;
+  const std::string model = synth->Model("pub_gqa");
+
+  SECTION("thread count does not change the bytes") {
+    QuantizeOptions options;
+    options.preset = "Q4_K_M";
+    options.nthreads = 1;
+    Quantize(model, dir.path() + "/t1.gguf", options);
+    options.nthreads = 3;
+    Quantize(model, dir.path() + "/t3.gguf", options);
+    CHECK(test::ReadFileBytes(dir.path() + "/t1.gguf") ==
+          test::ReadFileBytes(dir.path() + "/t3.gguf"));
+  }
+  SECTION("requantizing needs --allow-requantize and dequantizes first") {
+    QuantizeOptions q8;
+    q8.preset = "Q8_0";
+    const std::string q8_path = dir.path() + "/q8.gguf";
+    Quantize(model, q8_path, q8);
+    QuantizeOptions q4;
+    q4.preset = "Q4_0";
+    q4.pure = true;
+    const std::string out = dir.path() + "/requant.gguf";
+    CHECK_THROWS_WITH(Quantize(q8_path, out, q4), Catch::Contains("--allow-requantize"));
+    CHECK_FALSE(test::FileExists(out));
+    q4.allow_requantize = true;
+    Quantize(q8_path, out, q4);
+    const auto source = GgufFile::Open(q8_path);
+    const auto file = GgufFile::Open(out);
+    const int64_t s = source->FindTensor("blk.1.ffn_up.weight");
+    const int64_t o = file->FindTensor("blk.1.ffn_up.weight");
+    const GgufTensorInfo& t = source->tensors()[static_cast<size_t>(s)];
+    REQUIRE(t.type == Type::kQ8_0);
+    std::vector<float> f32(static_cast<size_t>(t.ElementCount()));
+    Dequantize(Type::kQ8_0, source->TensorData(static_cast<size_t>(s)), f32.data(), t.dims[1],
+               t.dims[0]);
+    std::vector<uint8_t> want(RowSize(Type::kQ4_0, t.dims[0]) * t.dims[1]);
+    hwyquant::Quantize(Type::kQ4_0, f32.data(), want.data(), t.dims[1], t.dims[0]);
+    REQUIRE(file->tensors()[static_cast<size_t>(o)].size == want.size());
+    CHECK(std::memcmp(file->TensorData(static_cast<size_t>(o)), want.data(), want.size()) == 0);
+  }
+  SECTION("a legacy .dat imatrix gives the same bytes as the GGUF one") {
+    const auto gguf = GgufFile::Open(synth->Imatrix("pub_gqa"));
+    const Imatrix loaded = LoadImatrix(synth->Imatrix("pub_gqa"));
+    const std::string legacy = dir.path() + "/legacy.dat";
+    {
+      std::ofstream f(legacy, std::ios::binary);
+      const auto put = [&](int32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
+      put(static_cast<int32_t>(loaded.entries.size()));
+      for (const auto& [name, values] : loaded.entries) {
+        put(static_cast<int32_t>(name.size()));
+        f.write(name.data(), static_cast<std::streamsize>(name.size()));
+        put(4);  // ncall: values are stored times the call count; 4 divides exactly
+        put(static_cast<int32_t>(values.size()));
+        for (float v : values) {
+          const float scaled = v * 4.0f;
+          f.write(reinterpret_cast<const char*>(&scaled), 4);
+        }
+      }
+      put(10);  // chunk count
+      const std::string dataset = "synthetic.txt";
+      put(static_cast<int32_t>(dataset.size()));
+      f.write(dataset.data(), static_cast<std::streamsize>(dataset.size()));
+    }
+    QuantizeOptions options;
+    options.preset = "Q3_K_M";
+    options.imatrix_path = synth->Imatrix("pub_gqa");
+    Quantize(model, dir.path() + "/gguf-im.gguf", options);
+    options.imatrix_path = legacy;
+    Quantize(model, dir.path() + "/legacy-im.gguf", options);
+    const auto a = GgufFile::Open(dir.path() + "/gguf-im.gguf");
+    const auto b = GgufFile::Open(dir.path() + "/legacy-im.gguf");
+    REQUIRE(a->tensors().size() == b->tensors().size());
+    for (size_t i = 0; i < a->tensors().size(); ++i) {
+      INFO("tensor " << a->tensors()[i].name);
+      CHECK(TensorSha(*a, i) == TensorSha(*b, i));
+    }
+    CHECK(b->FindKey("quantize.imatrix.chunks_count")->AsUInt() == 10);
+    CHECK(b->FindKey("quantize.imatrix.dataset")->AsString() == "synthetic.txt");
+    CHECK(b->FindKey("quantize.imatrix.entries_count")->AsUInt() == loaded.entries.size());
+  }
+}
+
+TEST_CASE("quantize failures are clear and leave no output", "[quantize]") {
+  SynthInputs* synth = Synth();
+  if (synth == nullptr) return;
+  TempDir dir;
+  const std::string out = dir.path() + "/out.gguf";
+  QuantizeOptions options;
+  options.preset = "Q4_K_M";
+
+  SECTION("unknown type") {
+    options.preset = "Q4_K_X";
+    CHECK_THROWS_WITH(Quantize(synth->Model("pub_odd"), out, options),
+                      Catch::Contains("unknown quantization type 'Q4_K_X'"));
+  }
+  SECTION("corrupt input") {
+    std::vector<uint8_t> bytes = test::ReadFileBytes(synth->Model("pub_odd"));
+    bytes.resize(bytes.size() / 2);
+    const std::string bad = dir.path() + "/truncated.gguf";
+    std::ofstream(bad, std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    CHECK_THROWS_WITH(Quantize(bad, out, options),
+                      Catch::Contains("truncated.gguf") && Catch::Contains("past the end"));
+  }
+  SECTION("missing output directory") {
+    CHECK_THROWS_WITH(Quantize(synth->Model("pub_odd"), dir.path() + "/no/such/out.gguf", options),
+                      Catch::Contains("no/such/out.gguf"));
+  }
+  SECTION("imatrix with the wrong row length") {
+    // A legacy imatrix whose entry has 7 values for a tensor with 96-weight rows.
+    const std::string legacy = dir.path() + "/wrong.dat";
+    {
+      std::ofstream f(legacy, std::ios::binary);
+      const auto put = [&](int32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
+      const std::string name = "blk.0.attn_q.weight";
+      put(1);
+      put(static_cast<int32_t>(name.size()));
+      f.write(name.data(), static_cast<std::streamsize>(name.size()));
+      put(1);
+      put(7);
+      for (int i = 0; i < 7; ++i) {
+        const float v = 1.0f;
+        f.write(reinterpret_cast<const char*>(&v), 4);
+      }
+    }
+    options.imatrix_path = legacy;
+    CHECK_THROWS_WITH(Quantize(synth->Model("pub_odd"), out, options),
+                      Catch::Contains("has 7 values for tensor 'blk.0.attn_q.weight'"));
+    std::remove(legacy.c_str());
+  }
+  SECTION("file size limit mid-write") {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      struct rlimit limit = {100000, 100000};  // the f16 file is ~0.5 MB
+      ::setrlimit(RLIMIT_FSIZE, &limit);
+      int code = 10;
+      try {
+        QuantizeOptions f16;
+        f16.preset = "F16";
+        Quantize(synth->Model("pub_odd"), out, f16);
+        code = 11;
+      } catch (const Error& e) {
+        code = std::string(e.what()).find("out.gguf") != std::string::npos ? 0 : 12;
+      }
+      ::_exit(code);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+  CHECK_FALSE(test::FileExists(out));
+  // Nothing else either: no temporary left behind (the truncated input is the only file).
+  CHECK(dir.EntryCount() <= 1);
+}
+
+TEST_CASE("quantize dry run, progress and statistics", "[quantize]") {
+  SynthInputs* synth = Synth();
+  if (synth == nullptr) return;
+  TempDir dir;
+  const std::string out = dir.path() + "/out.gguf";
+  QuantizeOptions options;
+  options.preset = "Q8_0";
+  options.dry_run = true;
+  RecordingProgress dry;
+  const QuantizeResult sized = Quantize(synth->Model("pub_odd"), out, options, &dry);
+  CHECK_FALSE(test::FileExists(out));
+  CHECK(dry.tensors_done == 30);
+  CHECK(sized.file_bytes == 0);
+  CHECK(sized.target_bytes < sized.source_bytes);
+
+  options.dry_run = false;
+  options.stats = true;
+  RecordingProgress progress;
+  const QuantizeResult result = Quantize(synth->Model("pub_odd"), out, options, &progress);
+  CHECK(result.target_bytes == sized.target_bytes);
+  CHECK(progress.tensors_done == 30);
+  CHECK(progress.done);
+  CHECK(progress.last_weights_done == progress.weights_total);
+  CHECK(result.file_bytes == GgufFile::Open(out)->file_size());
+  REQUIRE(result.stats.size() == 23);  // every converted matrix: 3 layers x 7, embd, output
+  for (const TensorStats& s : result.stats) {
+    INFO("tensor " << s.name);
+    CHECK(s.rmse > 0);
+    CHECK(s.max_abs_error >= s.rmse);
+    CHECK(s.relative_output_error > 0);
+    CHECK(s.relative_output_error < 0.02);  // q8_0 keeps ~8 bits
+  }
+}
+
+// Runs the CLI; returns its exit code and puts its stderr in `err`.
+int RunCli(const std::string& args, const std::string& dir, std::string& err) {
+  const std::string err_path = dir + "/stderr.txt";
+  const int status =
+      std::system((std::string(HWYQUANT_CLI) + " " + args + " >/dev/null 2>'" + err_path + "'").c_str());
+  err = test::ReadTextFile(err_path);
+  std::remove(err_path.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_CASE("hwyquant quantize CLI: exit codes, messages, no partial output", "[quantize][cli]") {
+  SynthInputs* synth = Synth();
+  if (synth == nullptr) return;
+  TempDir dir;
+  const std::string in = synth->Model("pub_odd");
+  const std::string out = dir.path() + "/out.gguf";
+  std::string err;
+  CHECK(RunCli("quantize '" + in + "' '" + out + "' q4_k_m 2", dir.path(), err) == 0);
+  CHECK_THAT(err, Catch::Contains("[30/30]"));  // one line per tensor when not on a terminal
+  CHECK(GgufFile::Open(out)->FindKey("general.file_type")->AsUInt() == 15);
+  std::remove(out.c_str());
+
+  CHECK(RunCli("quantize '" + in + "' '" + out + "' Q9_K", dir.path(), err) == 1);
+  CHECK_THAT(err, Catch::Contains("hwyquant: error: unknown quantization type 'Q9_K'"));
+  CHECK(RunCli("quantize '" + dir.path() + "/missing.gguf' '" + out + "' Q8_0", dir.path(), err) == 1);
+  CHECK_THAT(err, Catch::Contains("missing.gguf"));
+  CHECK(RunCli("quantize '" + in + "' '" + in + "' Q8_0", dir.path(), err) == 1);
+  CHECK_THAT(err, Catch::Contains("same file"));
+  CHECK(RunCli("quantize --dry-run '" + in + "' Q6_K", dir.path(), err) == 0);
+  CHECK(RunCli("quantize --tensor-type 'attn_q=nope' '" + in + "' '" + out + "' Q8_0", dir.path(),
+               err) == 1);
+  CHECK_THAT(err, Catch::Contains("unknown ggml type 'nope'"));
+  CHECK(RunCli("quantize --imatrix '" + dir.path() + "/none.dat' '" + in + "' '" + out + "' Q8_0",
+               dir.path(), err) == 1);
+  CHECK_THAT(err, Catch::Contains("none.dat"));
+  CHECK(RunCli("quantize '" + in + "' '" + out + "' Q8_0 many", dir.path(), err) == 1);
+  CHECK_THAT(err, Catch::Contains("invalid thread count 'many'"));
+  CHECK_FALSE(test::FileExists(out));
+  CHECK(dir.EntryCount() == 0);
+}
+
+}  // namespace
+}  // namespace hwyquant
