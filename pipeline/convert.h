@@ -33,6 +33,10 @@ struct ConvertOptions {
   // other dtypes become f32), so a quantizer reads the original values rather
   // than the 16-bit intermediate.
   bool source_precision = false;
+  // What general.name and friends are derived from, in place of the folder's
+  // own name: a Hub snapshot folder is named by its commit, so `run ORG/NAME`
+  // passes the repo id, as convert_hf_to_gguf.py --remote names by repo.
+  std::string name_from;
 };
 
 // numpy's float32 -> float16 (astype), which convert_hf_to_gguf.py uses: round

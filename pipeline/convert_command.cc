@@ -83,9 +83,12 @@ void RunRun(const RunArgs& args) {
       args.source, args.hub, args.progress_json ? &download_sink : nullptr);
   std::unique_ptr<ModelSource> source;
   if (IsDirectory(local_source)) {
-    source = std::make_unique<HfModelSource>(
-        local_source,
-        ConvertOptions{OutType::kAuto, /*source_precision=*/args.from_source});
+    ConvertOptions options{OutType::kAuto,
+                           /*source_precision=*/args.from_source};
+    // A Hub snapshot folder is named by commit: name the model after the repo.
+    if (local_source != args.source)
+      options.name_from = args.source.substr(0, args.source.find('@'));
+    source = std::make_unique<HfModelSource>(local_source, options);
   } else if (args.source.size() > 5 &&
              args.source.compare(args.source.size() - 5, 5, ".gguf") == 0) {
     if (args.from_source)

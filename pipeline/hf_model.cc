@@ -1332,7 +1332,8 @@ std::string SizeLabel(int64_t total_params) {
 
 void AppendGeneralMetadata(const std::string& dir, int64_t total_params,
                            std::vector<GgufKv>& kv,
-                           std::vector<std::string>* warnings) {
+                           std::vector<std::string>* warnings,
+                           const std::string& name_from) {
   if (PathIsFile(dir + "/README.md")) {
     // convert_hf_to_gguf.py also reads the model card's YAML front matter
     // (license, tags, languages, base models, names). We do not parse YAML: say
@@ -1371,7 +1372,7 @@ void AppendGeneralMetadata(const std::string& dir, int64_t total_params,
   // name.
   std::string folder;
   {
-    std::istringstream parts(dir);
+    std::istringstream parts(name_from.empty() ? dir : name_from);
     std::string part;
     while (std::getline(parts, part, '/')) {
       if (!part.empty() && part != ".") folder = part;

@@ -102,9 +102,12 @@ std::string SupportedArchitectures();
 // tensors' element count.
 // A README.md model card with YAML front matter is not parsed: with `warnings`
 // a message is added there, without it that is an Error.
+// name_from, when not empty, replaces dir as the path whose last component
+// names the model.
 void AppendGeneralMetadata(const std::string& dir, int64_t total_params,
                            std::vector<GgufKv>& kv,
-                           std::vector<std::string>* warnings = nullptr);
+                           std::vector<std::string>* warnings = nullptr,
+                           const std::string& name_from = "");
 
 // Helpers exposed for tests.
 struct ModelIdComponents {

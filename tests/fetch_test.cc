@@ -812,16 +812,18 @@ TEST_CASE("hwyquant fetch prints the snapshot and run accepts a Hub id", "[fetch
   CHECK_THAT(json.err,
              Catch::Contains("\"stage\":\"downloading\"") && Catch::Contains("\"unit\":\"bytes\""));
 
-  // run SRC with a Hub id converts the downloaded snapshot like the local folder. Only
-  // general.name may differ: it is derived from the folder name, here the commit id (see
-  // report: convert needs a name override for Hub snapshots).
+  // run SRC with a Hub id converts the downloaded snapshot exactly like a local folder of the
+  // repo's name (the snapshot folder is named by commit; the model is named by repo).
   const std::string from_hub = scratch.path() + "/hub.gguf";
   const std::string from_dir = scratch.path() + "/dir.gguf";
+  const std::string named_copy = scratch.path() + "/stories";
+  fs::copy(source, named_copy, fs::copy_options::recursive);
   const CommandResult run_hub =
       RunCli("run tiny/stories Q8_0 -o '" + from_hub + "'" + hub_args, scratch);
   INFO("stderr: " << run_hub.err);
   REQUIRE(run_hub.exit_code == 0);
-  const CommandResult run_dir = RunCli("run '" + source + "' Q8_0 -o '" + from_dir + "'", scratch);
+  const CommandResult run_dir =
+      RunCli("run '" + named_copy + "' Q8_0 -o '" + from_dir + "'", scratch);
   REQUIRE(run_dir.exit_code == 0);
   const auto hub_gguf = GgufFile::Open(from_hub);
   const auto dir_gguf = GgufFile::Open(from_dir);
@@ -829,9 +831,7 @@ TEST_CASE("hwyquant fetch prints the snapshot and run accepts a Hub id", "[fetch
   for (size_t i = 0; i < hub_gguf->kv().size(); ++i) {
     INFO("KV " << i << " " << dir_gguf->kv()[i].key);
     CHECK(hub_gguf->kv()[i].key == dir_gguf->kv()[i].key);
-    if (dir_gguf->kv()[i].key != "general.name") {
-      CHECK(hub_gguf->kv()[i].value == dir_gguf->kv()[i].value);
-    }
+    CHECK(hub_gguf->kv()[i].value == dir_gguf->kv()[i].value);
   }
   REQUIRE(hub_gguf->tensors().size() == dir_gguf->tensors().size());
   for (size_t i = 0; i < hub_gguf->tensors().size(); ++i) {
