@@ -10,9 +10,11 @@
 //       QuantizeParallel with 2 threads; bit 5: dequantize-only mode (the rest of the input is
 //       raw blocks of the type); bits 6-7: rows - 1 (1..4).
 //   [3] exponent for the scaled-integer encodings (2^(b - 150): subnormal .. 2^105).
-//   [4] alignment: bits 0-1 source offset in floats, bits 2-5 destination offset in bytes, so
-//       kernels must not assume aligned buffers. Buffers end exactly where the data ends, so
-//       AddressSanitizer catches any read or write past a row.
+//   [4] alignment: bits 0-1 source offset in floats, bits 2-4 destination offset in 2-byte
+//       steps (0..14 bytes), so kernels must not assume vector-aligned buffers. Blocks keep the
+//       2-byte alignment their f16 fields need in C++ (the reference writes through block
+//       pointers too). Buffers end exactly where the data ends, so AddressSanitizer catches any
+//       read or write past a row.
 //   [5..] the weights in the chosen encoding, then the importance weights (one byte each).
 // Bytes past the end of the input come from a SplitMix64 stream seeded by the input, so short
 // inputs still fill several full K-quant rows with varied data.
@@ -147,7 +149,7 @@ struct Case {
   bool dequantize_only;
   int exponent;
   size_t src_offset;  // floats (or halves) before the first weight
-  size_t dst_offset;  // bytes before the first block
+  size_t dst_offset;  // bytes before the first block, even
 };
 
 std::string Describe(const Case& c, const char* target, const char* entry) {
@@ -225,7 +227,7 @@ Case DecodeCase(ByteSource& in) {
   c.dequantize_only = (mode & 0x20) != 0;
   c.nrows = 1 + (mode >> 6);
   c.src_offset = alignment & 3;
-  c.dst_offset = (alignment >> 2) & 15;
+  c.dst_offset = 2 * ((alignment >> 2) & 7);
   return c;
 }
 

@@ -100,7 +100,8 @@ struct Q2K {
         const float iscale = kQ4Scale / max_min;
         for (int j = 0; j < kSuperBlock / 16; ++j) {
           const int l = NearestInt(iscale * mins[j]);
-          y[i].scales[j] |= static_cast<uint8_t>(l << 4);
+          // Shift as unsigned: l is negative for NaN scales, and the bits are what ggml stores.
+          y[i].scales[j] |= static_cast<uint8_t>(static_cast<uint32_t>(l) << 4);
         }
         y[i].dmin = F32ToF16(max_min / kQ4Scale);
       } else {

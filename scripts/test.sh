@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
+# The web page is tested in a real Chromium; with its dependencies installed, a missing browser fails.
+./scripts/install-browser-test-deps.sh
+export HWYQUANT_REQUIRE_BROWSER=1
 build_dir=${HWYQUANT_BUILD_DIR:-build}
 jobs=${HWYQUANT_JOBS:-$(nproc)}
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@"

@@ -125,7 +125,9 @@ struct Q2KCodec {
             const float iscale = q4scale / max_min;
             for (int j = 0; j < kGroups; ++j) {
               const int l = KNearestIntScalar(iscale * mn[j]);
-              b.scales[j] = static_cast<uint8_t>(b.scales[j] | (l << 4));
+              // Unsigned shift: l is negative for NaN scales; the stored bits match ggml's.
+              b.scales[j] =
+                  static_cast<uint8_t>(b.scales[j] | (static_cast<uint32_t>(l) << 4));
             }
             b.dmin = F32ToF16(max_min / q4scale);
           } else {
