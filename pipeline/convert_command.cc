@@ -83,8 +83,8 @@ void RunRun(const RunArgs& args) {
       args.source, args.hub, args.progress_json ? &download_sink : nullptr);
   std::unique_ptr<ModelSource> source;
   if (IsDirectory(local_source)) {
-    ConvertOptions options{OutType::kAuto,
-                           /*source_precision=*/args.from_source};
+    ConvertOptions options;
+    options.source_precision = args.from_source;
     // A Hub snapshot folder is named by commit: name the model after the repo.
     if (local_source != args.source)
       options.name_from = args.source.substr(0, args.source.find('@'));
