@@ -59,7 +59,7 @@ void RunConvert(const ConvertArgs& args) {
     throw Error("convert: '" + args.input +
                 "' is not a Hugging Face model folder");
   }
-  HfModelSource source(args.input, ConvertOptions{*outtype, false});
+  HfModelSource source(args.input, ConvertOptions{*outtype, false, ""});
   for (const std::string& w : source.warnings())
     std::fprintf(stderr, "warning: %s\n", w.c_str());
   std::fprintf(

@@ -29,7 +29,7 @@ using test::ScratchDir;
 
 std::string ConvertTo(const std::string& model_dir, const std::string& out_path,
                       OutType outtype = OutType::kAuto) {
-  HfModelSource source(model_dir, ConvertOptions{outtype, false});
+  HfModelSource source(model_dir, ConvertOptions{outtype, false, ""});
   WriteModelSource(source, out_path);
   return out_path;
 }
@@ -355,7 +355,7 @@ TEST_CASE("convert undoes llama's q/k head permutation") {
   if (shared.empty()) return;
   // stories260K: 8 heads of dim 8, 4 kv heads; hidden 64.
   HfModelSource source(shared + "/models/stories260K",
-                       ConvertOptions{OutType::kF32, false});
+                       ConvertOptions{OutType::kF32, false, ""});
   SafetensorsFile st(shared + "/models/stories260K/model.safetensors");
   for (const char* which : {"q", "k"}) {
     const std::string hf =
@@ -937,7 +937,7 @@ TEST_CASE("convert widens F8_E4M3, F16 and BF16 checkpoints exactly") {
     return c.dump();
   }());
 
-  HfModelSource source(dir, ConvertOptions{OutType::kF32, false});
+  HfModelSource source(dir, ConvertOptions{OutType::kF32, false, ""});
   size_t index = 0;
   while (source.Tensors()[index].name != "output.weight") ++index;
   TensorBytes bytes = source.LoadTensor(index);

@@ -118,7 +118,7 @@ TEST_CASE(
   const std::string dir = shared + "/models/stories260K";  // f32 checkpoint
   const std::string f32_file = scratch.path() + "/f32.gguf";
   {
-    HfModelSource source(dir, ConvertOptions{OutType::kF32, false});
+    HfModelSource source(dir, ConvertOptions{OutType::kF32, false, ""});
     WriteModelSource(source, f32_file);
   }
   for (const char* preset : {"Q4_K_M", "Q6_K", "Q8_0"}) {
@@ -128,7 +128,7 @@ TEST_CASE(
     const std::string via_auto = scratch.path() + "/via-auto.gguf";
     {
       HfModelSource source(
-          dir, ConvertOptions{OutType::kAuto, /*source_precision=*/true});
+          dir, ConvertOptions{OutType::kAuto, /*source_precision=*/true, ""});
       Quantize(source, preset, from_source);
     }
     {
