@@ -228,6 +228,8 @@ Case DecodeCase(ByteSource& in) {
   c.nrows = 1 + (mode >> 6);
   c.src_offset = alignment & 3;
   c.dst_offset = 2 * ((alignment >> 2) & 7);
+  // f32 output is an array of floats: keep it 4-byte aligned like any float object.
+  if (c.type == Type::kF32) c.dst_offset &= ~size_t{3};
   return c;
 }
 

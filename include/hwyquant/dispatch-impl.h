@@ -98,7 +98,7 @@ int64_t WidenChunkRows(int64_t n_per_row) {
 
 size_t QuantizeFromHalf(const char* what, Type type, const uint16_t* src, void* dst,
                         int64_t nrows, int64_t n_per_row, const float* imatrix, bool bf16) {
-  const size_t row_size = CheckRowArguments(what, type, src, dst, nrows, n_per_row);
+  const size_t row_size = CheckRowArguments(what, type, src, dst, nrows, n_per_row, dst);
   CheckQuantizable(what, type);
   if (nrows == 0 || n_per_row == 0) return 0;
   const KernelTable* table = ChosenTable();
@@ -121,7 +121,7 @@ size_t QuantizeFromHalf(const char* what, Type type, const uint16_t* src, void* 
 size_t Quantize(Type type, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
                 const float* imatrix) {
   const size_t row_size =
-      kernels::CheckRowArguments("Quantize", type, src, dst, nrows, n_per_row);
+      kernels::CheckRowArguments("Quantize", type, src, dst, nrows, n_per_row, dst);
   kernels::CheckQuantizable("Quantize", type);
   kernels::QuantizeWith(type, src, dst, nrows, n_per_row, imatrix);
   return row_size * static_cast<size_t>(nrows);
@@ -140,7 +140,7 @@ size_t QuantizeBF16(Type type, const BF16Bits* src, void* dst, int64_t nrows,
 }
 
 void Dequantize(Type type, const void* src, float* dst, int64_t nrows, int64_t n_per_row) {
-  kernels::CheckRowArguments("Dequantize", type, src, dst, nrows, n_per_row);
+  kernels::CheckRowArguments("Dequantize", type, src, dst, nrows, n_per_row, src);
   kernels::CheckDequantizable("Dequantize", type);
   if (nrows == 0 || n_per_row == 0) return;
   const kernels::KernelTable* table = kernels::ChosenTable();
@@ -157,7 +157,7 @@ void Dequantize(Type type, const void* src, float* dst, int64_t nrows, int64_t n
 size_t QuantizeParallel(Type type, const float* src, void* dst, int64_t nrows,
                         int64_t n_per_row, const float* imatrix, int nthreads) {
   const size_t row_size =
-      kernels::CheckRowArguments("QuantizeParallel", type, src, dst, nrows, n_per_row);
+      kernels::CheckRowArguments("QuantizeParallel", type, src, dst, nrows, n_per_row, dst);
   kernels::CheckQuantizable("QuantizeParallel", type);
   if (nthreads < 0) {
     throw Error("QuantizeParallel: negative thread count " + std::to_string(nthreads));

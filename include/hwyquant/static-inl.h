@@ -46,8 +46,10 @@ struct KernelTable {
 inline size_t TypeSlot(Type type) { return static_cast<size_t>(type); }
 
 // Shared argument validation of every public entry point. Returns the row size in bytes.
+// `blocks` is whichever of src and dst holds the typed blocks; the other side is a typed
+// float or half pointer, aligned by its type already.
 inline size_t CheckRowArguments(const char* what, Type type, const void* src, const void* dst,
-                                int64_t nrows, int64_t n_per_row) {
+                                int64_t nrows, int64_t n_per_row, const void* blocks) {
   const TypeTraits* traits = FindType(type);
   if (traits == nullptr) {
     throw Error(std::string(what) + ": unknown GGUF type id " +
@@ -68,7 +70,7 @@ inline size_t CheckRowArguments(const char* what, Type type, const void* src, co
   // Blocks start with f16 fields (f32 rows with floats): pointers must be aligned for them,
   // as for any C++ object; an odd address is reported instead of being undefined behavior.
   const uintptr_t alignment = type == Type::kF32 ? alignof(float) : alignof(HalfBits);
-  if ((reinterpret_cast<uintptr_t>(src) | reinterpret_cast<uintptr_t>(dst)) % alignment != 0) {
+  if (reinterpret_cast<uintptr_t>(blocks) % alignment != 0) {
     throw Error(std::string(what) + ": " + traits->name + " buffers must be " +
                 std::to_string(alignment) + "-byte aligned");
   }
@@ -208,7 +210,7 @@ inline const KernelTable* GetKernelTable() {
 // arguments or a type this target has no kernel for.
 inline size_t QuantizeRows(Type type, const float* src, void* dst, int64_t nrows,
                            int64_t n_per_row, const float* imatrix) {
-  const size_t row_size = CheckRowArguments("QuantizeRows", type, src, dst, nrows, n_per_row);
+  const size_t row_size = CheckRowArguments("QuantizeRows", type, src, dst, nrows, n_per_row, dst);
   const KernelTable* table = GetKernelTable();
   const QuantizeRowsFn fn = table->quantize[TypeSlot(type)];
   if (fn == nullptr) ThrowNoKernel("QuantizeRows", type, table->target_name);
@@ -218,7 +220,7 @@ inline size_t QuantizeRows(Type type, const float* src, void* dst, int64_t nrows
 
 inline void DequantizeRows(Type type, const void* src, float* dst, int64_t nrows,
                            int64_t n_per_row) {
-  CheckRowArguments("DequantizeRows", type, src, dst, nrows, n_per_row);
+  CheckRowArguments("DequantizeRows", type, src, dst, nrows, n_per_row, src);
   const KernelTable* table = GetKernelTable();
   const DequantizeRowsFn fn = table->dequantize[TypeSlot(type)];
   if (fn == nullptr) ThrowNoKernel("DequantizeRows", type, table->target_name);
