@@ -21,7 +21,7 @@ namespace {
 template <class Codec>
 void QuantizeRowsWith(const float* src, void* dst, int64_t nrows, int64_t n_per_row,
                       const float* imatrix) {
-  const hn::CappedTag<float, kMaxFloatLanes> df;
+  const hn::CappedTag<float, kMaxGroupLanes> df;
   const size_t row_size = RowSize(Codec::kType, n_per_row);
   auto* out = static_cast<uint8_t*>(dst);
   for (int64_t r = 0; r < nrows; ++r) {
@@ -33,7 +33,7 @@ void QuantizeRowsWith(const float* src, void* dst, int64_t nrows, int64_t n_per_
 
 template <class Codec>
 void DequantizeRowsWith(const void* src, float* dst, int64_t nrows, int64_t n_per_row) {
-  const hn::CappedTag<float, kMaxFloatLanes> df;
+  const hn::CappedTag<float, kMaxGroupLanes> df;
   const size_t row_size = RowSize(Codec::kType, n_per_row);
   const auto* in = static_cast<const uint8_t*>(src);
   for (int64_t r = 0; r < nrows; ++r) {

@@ -21,11 +21,6 @@
 
 namespace hwyquant::kernels {
 
-// The largest vector any x86/Arm target uses (64 bytes) holds this many floats; the transposed
-// scratch buffers are sized with it.
-inline constexpr size_t kMaxFloatLanes = 16;
-// Groups below this magnitude are all zero (ggml's GROUP_MAX_EPS).
-inline constexpr float kKGroupMaxEps = 1e-15f;
 // Super-blocks quantized together: enough sub-blocks to fill the widest vector several times.
 inline constexpr int kKChunkSuperBlocks = 4;
 
@@ -65,19 +60,11 @@ struct KScaleMinParams {
 #endif
 
 #include "hwy/highway.h"
+#include "hwyquant/simd/common-inl.h"  // NearestInt, kMaxGroupLanes, kGroupMaxEps
 
 HWY_BEFORE_NAMESPACE();
 namespace hwyquant::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-// nearest_int: adds 1.5 * 2^23 and keeps the low mantissa bits. Done with integer ops on the
-// bits (not a float round) so that out-of-range, Inf and NaN inputs wrap exactly as in ggml.
-template <class DF>
-HWY_INLINE hn::Vec<hn::RebindToSigned<DF>> KNearestInt(DF df, hn::Vec<DF> v) {
-  const hn::RebindToSigned<DF> di;
-  const auto bits = hn::BitCast(di, hn::Add(v, hn::Set(df, 12582912.f)));
-  return hn::Sub(hn::And(bits, hn::Set(di, 0x007fffff)), hn::Set(di, 0x00400000));
-}
 
 // MAX(lo, MIN(hi, v)) on ints.
 template <class DI>
@@ -151,7 +138,7 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt,
   using V = hn::Vec<DF>;
   const hn::RebindToSigned<DF> di;
   const size_t N = hn::Lanes(df);
-  HWY_ALIGN float laux[kGroup * kMaxFloatLanes];
+  HWY_ALIGN float laux[kGroup * kMaxGroupLanes];
 
   V min = hn::Load(df, xt);
   V max = min;
@@ -181,7 +168,7 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt,
   for (int i = 0; i < kGroup; ++i) {
     const V x = hn::Load(df, xt + i * N);
     const V w = hn::Load(df, wt + i * N);
-    const auto l = KClamp(di, KNearestInt(df, hn::Mul(iscale, hn::Sub(x, min))), 0, nmax);
+    const auto l = KClamp(di, NearestInt(df, hn::Mul(iscale, hn::Sub(x, min))), 0, nmax);
     V diff = hn::Sub(hn::Add(hn::Mul(scale, hn::ConvertTo(df, l)), min), x);
     diff = kUseMad ? hn::Abs(diff) : hn::Mul(diff, diff);
     best_error = hn::Add(best_error, hn::Mul(w, diff));
@@ -219,7 +206,7 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt,
       for (int i = 0; i < kGroup; ++i) {
         const V x = hn::Load(df, xt + i * N);
         const V w = hn::Load(df, wt + i * N);
-        const auto l = KClamp(di, KNearestInt(df, hn::Mul(iscale, hn::Sub(x, min))), 0, nmax);
+        const auto l = KClamp(di, NearestInt(df, hn::Mul(iscale, hn::Sub(x, min))), 0, nmax);
         const V lf = hn::ConvertTo(df, l);
         hn::Store(lf, df, laux + i * N);
         const V wl = hn::Mul(w, lf);
@@ -256,7 +243,7 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt,
   for (int i = 0; i < kGroup; ++i) {
     const V x = hn::Load(df, xt + i * N);
     const auto l =
-        KClamp(di, KNearestInt(df, hn::Mul(best_iscale, hn::Sub(x, best_level_min))), 0, nmax);
+        KClamp(di, NearestInt(df, hn::Mul(best_iscale, hn::Sub(x, best_level_min))), 0, nmax);
     hn::Store(hn::IfThenElseZero(keep, l), di, lt + i * N);
   }
   *scale_out = hn::IfThenElse(degenerate, zero, scale);
@@ -281,14 +268,14 @@ HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int group, int nmax, const float* HW
     amax = hn::IfThenElse(bigger, ax, amax);
     max = hn::IfThenElse(bigger, x, max);
   }
-  const auto all_zero = hn::Lt(amax, hn::Set(df, kKGroupMaxEps));
+  const auto all_zero = hn::Lt(amax, hn::Set(df, kGroupMaxEps));
 
   V iscale = hn::Div(hn::Set(df, static_cast<float>(-nmax)), max);
   V sumlx = zero, suml2 = zero;
   for (int i = 0; i < group; ++i) {
     const V x = hn::Load(df, xt + i * N);
     const V w = hn::Load(df, wt + i * N);
-    const V l = hn::ConvertTo(df, KClamp(di, KNearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
+    const V l = hn::ConvertTo(df, KClamp(di, NearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
     sumlx = hn::Add(sumlx, hn::Mul(hn::Mul(w, x), l));
     suml2 = hn::Add(suml2, hn::Mul(hn::Mul(w, l), l));
   }
@@ -306,7 +293,7 @@ HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int group, int nmax, const float* HW
       const V x = hn::Load(df, xt + i * N);
       const V w = hn::Load(df, wt + i * N);
       const V l =
-          hn::ConvertTo(df, KClamp(di, KNearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
+          hn::ConvertTo(df, KClamp(di, NearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
       sumlx = hn::Add(sumlx, hn::Mul(hn::Mul(w, x), l));
       suml2 = hn::Add(suml2, hn::Mul(hn::Mul(w, l), l));
     }
@@ -321,7 +308,7 @@ HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int group, int nmax, const float* HW
   const auto keep = hn::RebindMask(di, hn::Not(all_zero));
   for (int i = 0; i < group; ++i) {
     const V x = hn::Load(df, xt + i * N);
-    const auto l = hn::Add(KClamp(di, KNearestInt(df, hn::Mul(best_iscale, x)), -nmax, nmax - 1),
+    const auto l = hn::Add(KClamp(di, NearestInt(df, hn::Mul(best_iscale, x)), -nmax, nmax - 1),
                            hn::Set(di, nmax));
     hn::Store(hn::IfThenElseZero(keep, l), di, lt + i * N);
   }
@@ -339,9 +326,9 @@ HWY_INLINE hn::Vec<DF> KMakeQ3Quants(DF df, int group, int nmax, const float* HW
   using VI = hn::Vec<decltype(di)>;
   const size_t N = hn::Lanes(df);
   const V zero = hn::Zero(df);
-  HWY_ALIGN float lf[32 * kMaxFloatLanes];
-  HWY_ALIGN float wt[32 * kMaxFloatLanes];   // x*x, ggml's weight
-  HWY_ALIGN float wxt[32 * kMaxFloatLanes];  // (x*x)*x, as w*x[i] rounds it
+  HWY_ALIGN float lf[32 * kMaxGroupLanes];
+  HWY_ALIGN float wt[32 * kMaxGroupLanes];   // x*x, ggml's weight
+  HWY_ALIGN float wxt[32 * kMaxGroupLanes];  // (x*x)*x, as w*x[i] rounds it
 
   V max = zero, amax = zero;
   for (int i = 0; i < group; ++i) {
@@ -351,12 +338,12 @@ HWY_INLINE hn::Vec<DF> KMakeQ3Quants(DF df, int group, int nmax, const float* HW
     amax = hn::IfThenElse(bigger, ax, amax);
     max = hn::IfThenElse(bigger, x, max);
   }
-  const auto all_zero = hn::Lt(amax, hn::Set(df, kKGroupMaxEps));
+  const auto all_zero = hn::Lt(amax, hn::Set(df, kGroupMaxEps));
   const V iscale = hn::Div(hn::Set(df, static_cast<float>(-nmax)), max);
   V sumlx = zero, suml2 = zero;
   for (int i = 0; i < group; ++i) {
     const V x = hn::Load(df, xt + i * N);
-    const V l = hn::ConvertTo(df, KClamp(di, KNearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
+    const V l = hn::ConvertTo(df, KClamp(di, NearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
     hn::Store(l, df, lf + i * N);
     const V w = hn::Mul(x, x);
     const V wx = hn::Mul(w, x);
@@ -377,7 +364,7 @@ HWY_INLINE hn::Vec<DF> KMakeQ3Quants(DF df, int group, int nmax, const float* HW
       const auto slx_positive = hn::Gt(slx, zero);
       V sl2 = hn::Sub(suml2, hn::Mul(hn::Mul(w, L), L));
       const V new_l = hn::ConvertTo(
-          df, KClamp(di, KNearestInt(df, hn::Div(hn::Mul(x, sl2), slx)), -nmax, nmax - 1));
+          df, KClamp(di, NearestInt(df, hn::Div(hn::Mul(x, sl2), slx)), -nmax, nmax - 1));
       const auto candidate = hn::And(hn::And(active, slx_positive), hn::Ne(new_l, L));
       // Converged elements are the common case; no lane can change here.
       if (hn::AllFalse(df, candidate)) continue;
@@ -423,14 +410,14 @@ HWY_INLINE hn::Vec<DF> KMakeQpQuants(DF df, int n, int nmax, const float* HWY_RE
     const V x = hn::Load(df, xt + i * N);
     max = hn::IfThenElse(hn::Gt(max, x), max, x);
   }
-  const auto all_zero = hn::Lt(max, hn::Set(df, kKGroupMaxEps));
+  const auto all_zero = hn::Lt(max, hn::Set(df, kGroupMaxEps));
   V iscale = hn::Div(hn::Set(df, static_cast<float>(nmax)), max);
   const V scale = hn::Div(hn::Set(df, 1.0f), iscale);
   V best_mse = zero;
   for (int i = 0; i < n; ++i) {
     const V x = hn::Load(df, xt + i * N);
     const V w = hn::Load(df, wt + i * N);
-    const V L = hn::ConvertTo(df, hn::And(KNearestInt(df, hn::Mul(iscale, x)), byte_mask));
+    const V L = hn::ConvertTo(df, hn::And(NearestInt(df, hn::Mul(iscale, x)), byte_mask));
     const V diff = hn::Sub(x, hn::Mul(scale, L));
     best_mse = hn::Add(best_mse, hn::Mul(hn::Mul(w, diff), diff));
   }
@@ -443,7 +430,7 @@ HWY_INLINE hn::Vec<DF> KMakeQpQuants(DF df, int n, int nmax, const float* HWY_RE
     for (int i = 0; i < n; ++i) {
       const V x = hn::Load(df, xt + i * N);
       const V w = hn::Load(df, wt + i * N);
-      const V l = hn::ConvertTo(df, hn::Min(vnmax, KNearestInt(df, hn::Mul(iscale_is, x))));
+      const V l = hn::ConvertTo(df, hn::Min(vnmax, NearestInt(df, hn::Mul(iscale_is, x))));
       const V diff = hn::Sub(x, hn::Mul(scale_is, l));
       mse = hn::Add(mse, hn::Mul(hn::Mul(w, diff), diff));
     }
@@ -455,7 +442,7 @@ HWY_INLINE hn::Vec<DF> KMakeQpQuants(DF df, int n, int nmax, const float* HWY_RE
   for (int i = 0; i < n; ++i) {
     const V x = hn::Load(df, xt + i * N);
     const V w = hn::Load(df, wt + i * N);
-    const VI l = hn::Min(vnmax, KNearestInt(df, hn::Mul(iscale, x)));
+    const VI l = hn::Min(vnmax, NearestInt(df, hn::Mul(iscale, x)));
     hn::Store(hn::And(l, byte_mask), di, lt + i * N);
     const V lf = hn::ConvertTo(df, l);
     sumlx = hn::Add(sumlx, hn::Mul(hn::Mul(w, x), lf));
@@ -473,7 +460,7 @@ HWY_INLINE hn::Vec<DF> KMakeQpQuants(DF df, int n, int nmax, const float* HWY_RE
       V slx = hn::Sub(sumlx, hn::Mul(wx, L));
       V sl2 = hn::Sub(suml2, hn::Mul(hn::Mul(w, L), L));
       const auto both_positive = hn::And(hn::Gt(slx, zero), hn::Gt(sl2, zero));
-      const VI new_li = hn::Min(vnmax, KNearestInt(df, hn::Div(hn::Mul(x, sl2), slx)));
+      const VI new_li = hn::Min(vnmax, NearestInt(df, hn::Div(hn::Mul(x, sl2), slx)));
       const auto differs = hn::RebindMask(df, hn::Ne(new_li, Li));
       const V new_l = hn::ConvertTo(df, new_li);
       slx = hn::Add(slx, hn::Mul(wx, new_l));
@@ -530,10 +517,10 @@ HWY_INLINE void KMakeQpQuantsSets(DF df, int n, int nmax, const float* HWY_RESTR
                                   float* HWY_RESTRICT scale_out,
                                   uint8_t* HWY_RESTRICT levels_out) {
   const size_t N = hn::Lanes(df);
-  HWY_ALIGN float vt[16 * kMaxFloatLanes];
-  HWY_ALIGN float wt[16 * kMaxFloatLanes];
-  HWY_ALIGN int32_t lt[16 * kMaxFloatLanes];
-  HWY_ALIGN float result[kMaxFloatLanes];
+  HWY_ALIGN float vt[16 * kMaxGroupLanes];
+  HWY_ALIGN float wt[16 * kMaxGroupLanes];
+  HWY_ALIGN int32_t lt[16 * kMaxGroupLanes];
+  HWY_ALIGN float result[kMaxGroupLanes];
   for (size_t s0 = 0; s0 < count; s0 += N) {
     const size_t cnt = std::min(N, count - s0);
     KTransposeIn(df, values + s0 * n, cnt, n, vt);
@@ -556,13 +543,13 @@ HWY_INLINE void KQuantizeScaleMin(DF df, const KScaleMinParams& p, const float* 
   const hn::RebindToSigned<DF> di;
   const size_t N = hn::Lanes(df);
   constexpr int kGroups = kSuperBlock / 32;
-  HWY_ALIGN float xt[32 * kMaxFloatLanes];
-  HWY_ALIGN float wt[32 * kMaxFloatLanes];
+  HWY_ALIGN float xt[32 * kMaxGroupLanes];
+  HWY_ALIGN float wt[32 * kMaxGroupLanes];
   HWY_ALIGN int32_t lt_chunk[kKChunkSuperBlocks * kSuperBlock];
-  HWY_ALIGN float lane_scale[kMaxFloatLanes];
-  HWY_ALIGN float lane_min[kMaxFloatLanes];
-  HWY_ALIGN float lane_sw[kMaxFloatLanes];
-  HWY_ALIGN float lane_sigma2[kMaxFloatLanes];
+  HWY_ALIGN float lane_scale[kMaxGroupLanes];
+  HWY_ALIGN float lane_min[kMaxGroupLanes];
+  HWY_ALIGN float lane_sw[kMaxGroupLanes];
+  HWY_ALIGN float lane_sigma2[kMaxGroupLanes];
   float scales[kKChunkSuperBlocks * kGroups];
   float mins[kKChunkSuperBlocks * kGroups];
   float sw[kKChunkSuperBlocks * kGroups];
@@ -675,7 +662,7 @@ HWY_INLINE void KQuantizeScaleMin(DF df, const KScaleMinParams& p, const float* 
       uint8_t* HWY_RESTRICT Ls_out = L + s * kSuperBlock + 32 * j;
       for (size_t k = 0; k < 32; k += N) {
         const V q = hn::Div(hn::Add(hn::LoadU(df, xs + k), vdm), vd);
-        KStoreLevels(di, KClamp(di, KNearestInt(df, q), 0, p.nmax), Ls_out + k);
+        KStoreLevels(di, KClamp(di, NearestInt(df, q), 0, p.nmax), Ls_out + k);
       }
     }
   }

@@ -34,13 +34,13 @@ struct Q2KCodec {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     constexpr int kGroups = kSuperBlock / 16;
-    HWY_ALIGN float xt[16 * kMaxFloatLanes];
-    HWY_ALIGN float wt[16 * kMaxFloatLanes];
+    HWY_ALIGN float xt[16 * kMaxGroupLanes];
+    HWY_ALIGN float wt[16 * kMaxGroupLanes];
     HWY_ALIGN int32_t lt_chunk[kKChunkSuperBlocks * kSuperBlock];
-    HWY_ALIGN float lane_scale[kMaxFloatLanes];
-    HWY_ALIGN float lane_min[kMaxFloatLanes];
-    HWY_ALIGN float lane_sw[kMaxFloatLanes];
-    HWY_ALIGN float lane_sigma2[kMaxFloatLanes];
+    HWY_ALIGN float lane_scale[kMaxGroupLanes];
+    HWY_ALIGN float lane_min[kMaxGroupLanes];
+    HWY_ALIGN float lane_sw[kMaxGroupLanes];
+    HWY_ALIGN float lane_sigma2[kMaxGroupLanes];
     float scales[kKChunkSuperBlocks * kGroups];
     float mins[kKChunkSuperBlocks * kGroups];
     float sw[kKChunkSuperBlocks * kGroups];
@@ -156,7 +156,7 @@ struct Q2KCodec {
           const V vm = hn::Set(df, m);
           for (size_t k = 0; k < 16; k += N) {
             const V q = hn::Div(hn::Add(hn::LoadU(df, xs + 16 * j + k), vm), vd);
-            KStoreLevels(di, KClamp(di, KNearestInt(df, q), 0, 3), Lb + 16 * j + k);
+            KStoreLevels(di, KClamp(di, NearestInt(df, q), 0, 3), Lb + 16 * j + k);
           }
         }
         KPack2Bits(Lb, b.qs);

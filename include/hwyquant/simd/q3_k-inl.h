@@ -53,12 +53,12 @@ struct Q3KCodec {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     constexpr int kGroups = kSuperBlock / 16;
-    HWY_ALIGN float xt[16 * kMaxFloatLanes];
-    HWY_ALIGN float wt[16 * kMaxFloatLanes];
+    HWY_ALIGN float xt[16 * kMaxGroupLanes];
+    HWY_ALIGN float wt[16 * kMaxGroupLanes];
     HWY_ALIGN int32_t lt_chunk[kKChunkSuperBlocks * kSuperBlock];
-    HWY_ALIGN float lane_scale[kMaxFloatLanes];
-    HWY_ALIGN float lane_sw[kMaxFloatLanes];
-    HWY_ALIGN float lane_sigma2[kMaxFloatLanes];
+    HWY_ALIGN float lane_scale[kMaxGroupLanes];
+    HWY_ALIGN float lane_sw[kMaxGroupLanes];
+    HWY_ALIGN float lane_sigma2[kMaxGroupLanes];
     float scales[kKChunkSuperBlocks * kGroups];
     float sw[kKChunkSuperBlocks * kGroups];
     float sigma2[kKChunkSuperBlocks];
@@ -153,7 +153,7 @@ struct Q3KCodec {
           const V vd = hn::Set(df, d);
           for (size_t k = 0; k < 16; k += N) {
             const auto l =
-                KClamp(di, KNearestInt(df, hn::Div(hn::LoadU(df, xs + 16 * j + k), vd)), -4, 3);
+                KClamp(di, NearestInt(df, hn::Div(hn::LoadU(df, xs + 16 * j + k), vd)), -4, 3);
             KStoreLevels(di, hn::Add(l, hn::Set(di, 4)), Lb + 16 * j + k);
           }
         }
@@ -209,10 +209,10 @@ struct Q3KCodec {
                                   const float* HWY_RESTRICT sw, size_t count,
                                   float* HWY_RESTRICT d_out, uint8_t* HWY_RESTRICT Ls) {
     const size_t N = hn::Lanes(df);
-    HWY_ALIGN float vt[16 * kMaxFloatLanes];
-    HWY_ALIGN float wt[16 * kMaxFloatLanes];
-    HWY_ALIGN int32_t lt[16 * kMaxFloatLanes];
-    HWY_ALIGN float result[kMaxFloatLanes];
+    HWY_ALIGN float vt[16 * kMaxGroupLanes];
+    HWY_ALIGN float wt[16 * kMaxGroupLanes];
+    HWY_ALIGN int32_t lt[16 * kMaxGroupLanes];
+    HWY_ALIGN float result[kMaxGroupLanes];
     for (size_t s0 = 0; s0 < count; s0 += N) {
       const size_t cnt = std::min(N, count - s0);
       KTransposeIn(df, scales + s0 * 16, cnt, 16, vt);

@@ -36,10 +36,10 @@ struct Q6KCodec {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     constexpr int kGroups = kSuperBlock / 16;
-    HWY_ALIGN float xt[16 * kMaxFloatLanes];
-    HWY_ALIGN float wt[16 * kMaxFloatLanes];
+    HWY_ALIGN float xt[16 * kMaxGroupLanes];
+    HWY_ALIGN float wt[16 * kMaxGroupLanes];
     HWY_ALIGN int32_t lt_chunk[kKChunkSuperBlocks * kSuperBlock];
-    HWY_ALIGN float lane_scale[kMaxFloatLanes];
+    HWY_ALIGN float lane_scale[kMaxGroupLanes];
     float scales[kKChunkSuperBlocks * kGroups];
     uint8_t L[kKChunkSuperBlocks * kSuperBlock];
 
@@ -78,7 +78,7 @@ struct Q6KCodec {
             max_scale = sc[ib];
           }
         }
-        if (max_abs_scale < kKGroupMaxEps) {
+        if (max_abs_scale < kGroupMaxEps) {
           std::memset(&b, 0, sizeof(Block));
           b.d = F32ToF16(0.f);
           continue;
@@ -97,7 +97,7 @@ struct Q6KCodec {
           }
           const V vd = hn::Set(df, d);
           for (size_t k = 0; k < 16; k += N) {
-            const auto l = KClamp(di, KNearestInt(df, hn::Div(hn::LoadU(df, xs + 16 * j + k), vd)),
+            const auto l = KClamp(di, NearestInt(df, hn::Div(hn::LoadU(df, xs + 16 * j + k), vd)),
                                   -32, 31);
             KStoreLevels(di, hn::Add(l, hn::Set(di, 32)), Lb + 16 * j + k);
           }
