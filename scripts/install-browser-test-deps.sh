@@ -32,4 +32,4 @@ else
   (cd tests/browser && npm ci --no-audit --no-fund --ignore-scripts)
 fi
 node -e "require('./tests/browser/node_modules/playwright-core'); console.log('install-browser-test-deps: playwright-core', require('./tests/browser/node_modules/playwright-core/package.json').version)"
-/usr/bin/chromium --version 2>/dev/null | head -1
+/usr/bin/chromium --version 2>/dev/null | awk "NR == 1"

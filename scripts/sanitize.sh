@@ -33,8 +33,10 @@ echo "=== sanitize summary: build ${build_seconds}s, ctest ${test_seconds}s (exi
 cost_file="$build_dir/Testing/Temporary/CTestCostData.txt"
 if [ -f "$cost_file" ]; then
   echo "slowest tests (seconds):"
-  # Lines are "<name with spaces> <runs> <average seconds>", up to a "---" line.
+  # Lines are "<name with spaces> <runs> <average seconds>", up to a "---" line. The last stage
+  # reads all its input: `head` would close the pipe early and pipefail would turn sort's
+  # SIGPIPE into this script's exit status.
   sed '/^---/,$d' "$cost_file" |
-    awk '{cost = $NF; NF -= 2; printf "%10.1f  %s\n", cost, $0}' | sort -g -r | head -n 10
+    awk '{cost = $NF; NF -= 2; printf "%10.1f  %s\n", cost, $0}' | sort -g -r | awk 'NR <= 10'
 fi
 exit "$status"
