@@ -215,6 +215,9 @@ HfModelSource::HfModelSource(const std::string& dir, ConvertOptions options)
     TensorDescriptor d;
     d.name = mapped->name;
     d.dims.assign(shape.rbegin(), shape.rend());
+    if (mapped->keep_rows >= 0 && mapped->keep_rows < shape[0]) {
+      d.dims.back() = mapped->keep_rows;  // torch's tensor[:n]
+    }
     // Norms, 1-D tensors and everything not named .weight (biases) stay f32.
     const bool keep_f32 = shape.size() <= 1 ||
                           EndsWith(d.name, "_norm.weight") ||
@@ -263,15 +266,17 @@ TensorBytes HfModelSource::LoadTensor(size_t index) {
   }
   const StTensor& st = *plan.source->tensor;
   const uint8_t* src = plan.source->file->Data(st);
-  const int64_t rows = st.shape[0];
-  const int64_t row_len = rows == 0 ? 0 : st.ElementCount() / rows;
+  const int64_t row_len =
+      st.shape[0] == 0 ? 0 : st.ElementCount() / st.shape[0];
+  // Output rows: the source's, or its first rows when the plan keeps fewer.
+  const int64_t rows = d.dims.back();
   const size_t elem = StDtypeSize(st.dtype);
 
   // Source row for each output row: llama's q/k permutation regroups each
   // head's rows from [first halves; second halves] to interleaved pairs.
   auto source_row = [&](int64_t r) -> int64_t {
     if (plan.transform == RowTransform::kNone) return r;
-    const int64_t half = rows / plan.groups / 2;
+    const int64_t half = st.shape[0] / plan.groups / 2;
     const int64_t head = r / (2 * half);
     const int64_t within = r % (2 * half);
     return head * 2 * half + (within % 2) * half + within / 2;

@@ -739,6 +739,163 @@ class Gemma2Architecture : public DecoderArchitecture {
   void AppendModelParameters(std::vector<GgufKv>&) const override {}
 };
 
+// Gemma 3 text models (Gemma3Model): TextModel's hyperparameters with Gemma's
+// own defaults on top, per-head q/k norms, every norm stored as w - 1, and the
+// embedding cut to the rows the vocabulary has ids for.
+class Gemma3Architecture : public DecoderArchitecture {
+ public:
+  Gemma3Architecture(std::string dir, Json hparams, const char* hf)
+      : DecoderArchitecture(
+            std::move(dir), std::move(hparams),
+            Spec{hf,
+                 "gemma3",
+                 /*undo_permute=*/false,
+                 {{"input_layernorm", "attn_norm"},
+                  {"self_attn.q_proj", "attn_q"},
+                  {"self_attn.q_norm", "attn_q_norm"},
+                  {"self_attn.k_proj", "attn_k"},
+                  {"self_attn.k_norm", "attn_k_norm"},
+                  {"self_attn.v_proj", "attn_v"},
+                  {"self_attn.o_proj", "attn_output"},
+                  {"post_attention_layernorm", "post_attention_norm"},
+                  {"pre_feedforward_layernorm", "ffn_norm"},
+                  {"post_feedforward_layernorm", "post_ffw_norm"},
+                  {"mlp.gate_proj", "ffn_gate"},
+                  {"mlp.up_proj", "ffn_up"},
+                  {"mlp.down_proj", "ffn_down"}}}) {
+    if (hparams_.contains("attn_logit_softcapping") &&
+        !hparams_["attn_logit_softcapping"].is_null()) {
+      throw Error(ConfigPath(dir_) +
+                  ": attn_logit_softcapping must be null for Gemma 3");
+    }
+    vocab_rows_ = VocabularyRows();
+  }
+
+  std::optional<Mapped> MapTensor(const std::string& hf) const override {
+    std::optional<Mapped> m = DecoderArchitecture::MapTensor(hf);
+    if (!m) return m;
+    // Gemma3RMSNorm multiplies by (1 + w); GGUF stores the factor itself.
+    if (EndsWith(hf, "norm.weight")) m->add_one = 1.0f;
+    if (hf.find("embed_tokens.weight") != std::string::npos) {
+      m->keep_rows = vocab_rows_;
+    }
+    return m;
+  }
+
+  void AppendParameters(uint32_t file_type,
+                        std::vector<GgufKv>& kv) const override {
+    DecoderArchitecture::AppendParameters(file_type, kv);
+    const std::string a = spec_.gguf;
+    const Json& h = hparams_;
+    // hparams.get(key, default): the default only when the key is absent.
+    auto get = [&](const char* key, Json fallback) -> Json {
+      return h.contains(key) ? h[key] : fallback;
+    };
+    SetKv(kv, a + ".context_length",
+          GgufValue::U32(AsU32(get("max_position_embeddings", 131072), dir_,
+                               "max_position_embeddings")));
+    SetKv(kv, a + ".attention.head_count",
+          GgufValue::U32(AsU32(get("num_attention_heads", 8), dir_,
+                               "num_attention_heads")));
+    SetKv(kv, a + ".attention.layer_norm_rms_epsilon",
+          GgufValue::F32(
+              AsF32(get("rms_norm_eps", 1e-6), dir_, "rms_norm_eps")));
+    const Json head_dim = get("head_dim", 256);
+    SetKv(kv, a + ".attention.key_length",
+          GgufValue::U32(AsU32(head_dim, dir_, "head_dim")));
+    SetKv(kv, a + ".attention.value_length",
+          GgufValue::U32(AsU32(head_dim, dir_, "head_dim")));
+    // The global layers' base frequency.
+    const Json rope = RopeParameters();
+    const Json full =
+        rope.contains("full_attention") ? rope["full_attention"] : rope;
+    const Json theta = full.contains("rope_theta") ? full["rope_theta"]
+                                                   : Json(1000000.0);
+    SetKv(kv, a + ".rope.freq_base",
+          GgufValue::F32(AsF32(theta, dir_, "rope_theta")));
+    if (h.contains("final_logit_softcapping") &&
+        JsonTruthy(h["final_logit_softcapping"])) {
+      SetKv(kv, a + ".final_logit_softcapping",
+            GgufValue::F32(AsF32(h["final_logit_softcapping"], dir_,
+                                 "final_logit_softcapping")));
+    }
+    if (get("sliding_window_pattern", Json()) != Json(1)) {
+      if (!h.contains("sliding_window")) {
+        throw Error(ConfigPath(dir_) +
+                    ": field 'sliding_window' is required for Gemma 3");
+      }
+      SetKv(kv, a + ".attention.sliding_window",
+            GgufValue::U32(AsU32(h["sliding_window"], dir_, "sliding_window")));
+    }
+    SetKv(kv, a + ".attention.head_count_kv",
+          GgufValue::U32(AsU32(get("num_key_value_heads", 4), dir_,
+                               "num_key_value_heads")));
+  }
+
+  void AppendVocab(const std::string& dir,
+                   std::vector<GgufKv>& kv) const override {
+    if (HasSentencePieceModel(dir)) {
+      AppendSentencePieceVocab(dir, SentencePieceVocabSize(), kv);
+      SetKv(kv, "tokenizer.ggml.add_space_prefix", GgufValue::Bool(false));
+    } else if (HasTokenizerJson(dir)) {
+      AppendGpt2Vocab(dir, SentencePieceVocabSize(), kv);
+    } else {
+      throw Error(dir + ": no tokenizer.model or tokenizer.json; supported "
+                        "tokenizers for " +
+                  spec_.hf +
+                  ": sentencepiece tokenizer.model, GPT-2 style BPE "
+                  "tokenizer.json");
+    }
+  }
+
+ protected:
+  void AppendModelParameters(std::vector<GgufKv>&) const override {}
+
+ private:
+  // hparams' vocab_size when set and non-zero (Python's `or`), else the
+  // tokenizer's own size.
+  std::optional<int64_t> SentencePieceVocabSize() const {
+    const Json* v = FindHparam(hparams_, {"vocab_size"});
+    if (v && JsonTruthy(*v)) {
+      if (!v->is_number_integer() || v->get<int64_t>() < 0) {
+        throw Error(ConfigPath(dir_) +
+                    ": vocab_size must be a non-negative integer");
+      }
+      return v->get<int64_t>();
+    }
+    return std::nullopt;
+  }
+
+  // How many embedding rows convert keeps: the sentencepiece vocabulary's
+  // length, or tokenizer.json's vocab plus added tokens.
+  int64_t VocabularyRows() const {
+    if (HasSentencePieceModel(dir_)) {
+      if (std::optional<int64_t> n = SentencePieceVocabSize()) return *n;
+      const std::string path = dir_ + "/tokenizer.model";
+      const std::string bytes = ReadTextFile(path);
+      return static_cast<int64_t>(
+          ParseSentencePieceModel(
+              reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(),
+              path)
+              .size());
+    }
+    if (!HasTokenizerJson(dir_)) return -1;  // AppendVocab names the problem
+    const std::string path = dir_ + "/tokenizer.json";
+    const Json tj = LoadJsonFile(path);
+    if (!tj.is_object() || !tj.contains("model") || !tj["model"].is_object() ||
+        !tj["model"].contains("vocab") || !tj["model"]["vocab"].is_object()) {
+      throw Error(path + ": field 'model.vocab' must be an object");
+    }
+    if (!tj.contains("added_tokens") || !tj["added_tokens"].is_array()) {
+      throw Error(path + ": field 'added_tokens' must be an array");
+    }
+    return static_cast<int64_t>(tj["model"]["vocab"].size() +
+                                tj["added_tokens"].size());
+  }
+
+  int64_t vocab_rows_ = -1;
+};
+
 // Phi-3 (Phi3MiniModel): fused qkv and gate_up projections, its own
 // hyperparameter list and vocabulary rules, and rope factor tensors for
 // long-context (longrope) checkpoints.
@@ -983,6 +1140,31 @@ void ApplyGemma2Defaults(Json& h) {
   SetDefault(h, "pad_token_id", 0);
 }
 
+// The attributes transformers' Gemma3TextConfig fills in.
+void ApplyGemma3Defaults(Json& h) {
+  SetDefault(h, "vocab_size", 262208);
+  SetDefault(h, "hidden_size", 2304);
+  SetDefault(h, "intermediate_size", 9216);
+  SetDefault(h, "num_hidden_layers", 26);
+  SetDefault(h, "num_attention_heads", 8);
+  SetDefault(h, "num_key_value_heads", 4);
+  SetDefault(h, "head_dim", 256);
+  SetDefault(h, "max_position_embeddings", 131072);
+  SetDefault(h, "rms_norm_eps", 1e-6);
+  SetDefault(h, "rope_theta", 1000000.0);
+  SetDefault(h, "rope_local_base_freq", 10000.0);
+  SetDefault(h, "query_pre_attn_scalar", 256);
+  SetDefault(h, "sliding_window", 4096);
+  SetDefault(h, "sliding_window_pattern", 6);
+  SetDefault(h, "final_logit_softcapping", nullptr);
+  SetDefault(h, "attn_logit_softcapping", nullptr);
+  SetDefault(h, "rope_scaling", nullptr);
+  SetDefault(h, "bos_token_id", 2);
+  SetDefault(h, "eos_token_id", 1);
+  SetDefault(h, "pad_token_id", 0);
+  SetDefault(h, "tie_word_embeddings", true);
+}
+
 // The attributes transformers' Phi3Config fills in.
 void ApplyPhi3Defaults(Json& h) {
   SetDefault(h, "vocab_size", 32064);
@@ -1004,6 +1186,8 @@ void ApplyPhi3Defaults(Json& h) {
 const char* const kSupported[] = {"LlamaForCausalLM",   "LLaMAForCausalLM",
                                   "MistralForCausalLM", "Qwen2ForCausalLM",
                                   "Qwen3ForCausalLM",   "Gemma2ForCausalLM",
+                                  "Gemma3ForCausalLM",
+                                  "Gemma3ForConditionalGeneration (text)",
                                   "Phi3ForCausalLM"};
 
 }  // namespace
@@ -1029,6 +1213,19 @@ std::unique_ptr<HfArchitecture> LoadHfArchitecture(const std::string& dir) {
                 SupportedArchitectures());
   }
   const std::string arch = h["architectures"][0].get<std::string>();
+  if (arch == "Gemma3ForConditionalGeneration") {
+    // The language model only: its config moves to the root, as TextModel
+    // does, over the vision model's.
+    if (!h.contains("text_config") || !h["text_config"].is_object()) {
+      throw Error(path + ": field 'text_config' must be an object for " +
+                  arch);
+    }
+    Json text = h["text_config"];
+    ApplyGemma3Defaults(text);
+    for (auto& [key, value] : text.items()) h[key] = value;
+    return std::make_unique<Gemma3Architecture>(dir, std::move(h),
+                                                "Gemma3ForConditionalGeneration");
+  }
   if (h.contains("text_config") && h["text_config"].is_object()) {
     throw Error(path + ": multimodal configs (text_config) are not supported");
   }
@@ -1051,6 +1248,11 @@ std::unique_ptr<HfArchitecture> LoadHfArchitecture(const std::string& dir) {
   if (arch == "Phi3ForCausalLM") {
     ApplyPhi3Defaults(h);
     return std::make_unique<Phi3Architecture>(dir, std::move(h));
+  }
+  if (arch == "Gemma3ForCausalLM") {
+    ApplyGemma3Defaults(h);
+    return std::make_unique<Gemma3Architecture>(dir, std::move(h),
+                                                "Gemma3ForCausalLM");
   }
   if (arch == "Gemma2ForCausalLM") {
     ApplyGemma2Defaults(h);

@@ -56,6 +56,9 @@ class HfArchitecture {
     // Added to every element after conversion to f32 (gemma's norm weights
     // store w - 1).
     float add_one = 0.0f;
+    // Rows kept from the start of the tensor, or -1 for all (Gemma 3 drops
+    // the embedding rows of ids its vocabulary does not have).
+    int64_t keep_rows = -1;
   };
   virtual std::optional<Mapped> MapTensor(const std::string& hf_name) const = 0;
 

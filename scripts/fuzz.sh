@@ -133,7 +133,11 @@ fuzzer_flags() {
   esac
 }
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+# A 32 MB quarantine instead of ASan's 256 MB default: with the default, gguf_reader_fuzz's RSS
+# grew past -rss_limit_mb (1 GB after 40 s, 2.7 GB at the limit) while ASan's report showed
+# 25 MB live and 2.4 GB quarantined; with 32 MB it stays near 110 MB. Use-after-free within
+# one input is still caught.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:quarantine_size_mb=32}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 artifacts="$build_dir/fuzz/artifacts"
 mkdir -p "$artifacts"

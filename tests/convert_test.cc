@@ -724,6 +724,202 @@ TEST_CASE(
   }
 }
 
+// A tiny Gemma 3 folder: 1 layer, hidden 32, 2 heads of 16, 1 kv head, ffn 64,
+// an 8-piece sentencepiece vocabulary and a 10-row embedding (2 rows past the
+// vocabulary, as Gemma's checkpoints pad theirs). `multimodal` stores it as the
+// language model of a Gemma3ForConditionalGeneration with vision tensors beside.
+std::string MakeGemma3Model(const std::string& dir, bool multimodal,
+                            const std::string& extra_config = "") {
+  REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+  test::Rng rng(11);
+  const std::string m = multimodal ? "language_model.model." : "model.";
+  std::vector<SynthTensor> tensors;
+  tensors.push_back(RandomF16(rng, m + "embed_tokens.weight", {10, 32}));
+  tensors.push_back(RandomF16(rng, m + "norm.weight", {32}));
+  const std::string p = m + "layers.0.";
+  for (const char* norm :
+       {"input_layernorm", "post_attention_layernorm",
+        "pre_feedforward_layernorm", "post_feedforward_layernorm"}) {
+    tensors.push_back(RandomF16(rng, p + norm + ".weight", {32}));
+  }
+  tensors.push_back(RandomF16(rng, p + "self_attn.q_norm.weight", {16}));
+  tensors.push_back(RandomF16(rng, p + "self_attn.k_norm.weight", {16}));
+  tensors.push_back(RandomF16(rng, p + "self_attn.q_proj.weight", {32, 32}));
+  tensors.push_back(RandomF16(rng, p + "self_attn.k_proj.weight", {16, 32}));
+  tensors.push_back(RandomF16(rng, p + "self_attn.v_proj.weight", {16, 32}));
+  tensors.push_back(RandomF16(rng, p + "self_attn.o_proj.weight", {32, 32}));
+  tensors.push_back(RandomF16(rng, p + "mlp.gate_proj.weight", {64, 32}));
+  tensors.push_back(RandomF16(rng, p + "mlp.up_proj.weight", {64, 32}));
+  tensors.push_back(RandomF16(rng, p + "mlp.down_proj.weight", {32, 64}));
+  if (multimodal) {
+    tensors.push_back(RandomF16(
+        rng, "vision_tower.vision_model.post_layernorm.weight", {8}));
+    tensors.push_back(RandomF16(
+        rng, "multi_modal_projector.mm_input_projection_weight", {8, 32}));
+  }
+  WriteSafetensors(dir + "/model.safetensors", tensors);
+  const std::string text_config =
+      R"("hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+      "num_key_value_heads": 1, "head_dim": 16, "num_hidden_layers": 1,
+      "vocab_size": 8, "max_position_embeddings": 512, "sliding_window": 128)" +
+      extra_config;
+  // SpecialVocab reads the token ids from config.json's top level.
+  const std::string token_ids =
+      R"("bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0)";
+  WriteFile(dir + "/config.json",
+            multimodal ? R"({"architectures": ["Gemma3ForConditionalGeneration"],
+                "model_type": "gemma3", "vision_config": {"hidden_size": 8}, )" +
+                             token_ids +
+                             R"(, "text_config": {"model_type": "gemma3_text", )" +
+                             text_config + "}}"
+                       : R"({"architectures": ["Gemma3ForCausalLM"], )" +
+                             token_ids + ", " + text_config + "}");
+  WriteFile(dir + "/tokenizer.model",
+            PieceProto("<pad>", 0.0f, 3) + PieceProto("<eos>", 0.0f, 3) +
+                PieceProto("<bos>", 0.0f, 3) + PieceProto("<unk>", 0.0f, 2) +
+                PieceProto("\xE2\x96\x81", -1.0f, 1) +
+                PieceProto("a", -2.0f, 1) + PieceProto("b", -3.0f, 1) +
+                PieceProto("<0x0A>", 0.0f, 6));
+  return dir;
+}
+
+TEST_CASE(
+    "convert Gemma3: TextModel KV with Gemma 3's defaults, q/k norms, 1 + w "
+    "norms and the embedding cut to the vocabulary") {
+  ScratchDir scratch;
+  const std::string dir = MakeGemma3Model(scratch.path() + "/tiny-gemma3", false);
+  HfModelSource source(dir);
+  std::vector<std::string> keys;
+  for (const GgufKv& kv : source.Metadata()) keys.push_back(kv.key);
+  // TextModel's list, then Gemma 3's overrides in place and its additions.
+  const std::vector<std::string> expected_keys = {
+      "general.architecture",
+      "general.type",
+      "general.name",
+      "general.size_label",
+      "gemma3.block_count",
+      "gemma3.context_length",
+      "gemma3.embedding_length",
+      "gemma3.feed_forward_length",
+      "gemma3.attention.head_count",
+      "gemma3.attention.head_count_kv",
+      "gemma3.rope.freq_base",
+      "gemma3.rope.freq_base_swa",
+      "gemma3.attention.layer_norm_rms_epsilon",
+      "gemma3.attention.key_length",
+      "gemma3.attention.value_length",
+      "general.file_type",
+      "gemma3.attention.sliding_window",
+      "general.quantization_version",
+      "tokenizer.ggml.model",
+      "tokenizer.ggml.pre",
+      "tokenizer.ggml.tokens",
+      "tokenizer.ggml.scores",
+      "tokenizer.ggml.token_type",
+      "tokenizer.ggml.bos_token_id",
+      "tokenizer.ggml.eos_token_id",
+      "tokenizer.ggml.padding_token_id",
+      "tokenizer.ggml.add_space_prefix"};
+  CHECK(keys == expected_keys);
+  const std::vector<GgufKv>& kv = source.Metadata();
+  // Gemma3TextConfig's defaults: rope_theta 1e6 for global layers,
+  // rope_local_base_freq 1e4 for the sliding ones.
+  CHECK(FindKv(kv, "gemma3.rope.freq_base")->AsDouble() == 1000000.0);
+  CHECK(FindKv(kv, "gemma3.rope.freq_base_swa")->AsDouble() == 10000.0);
+  CHECK(FindKv(kv, "gemma3.attention.sliding_window")->AsUInt() == 128);
+  CHECK(FindKv(kv, "gemma3.attention.head_count_kv")->AsUInt() == 1);
+  CHECK(FindKv(kv, "gemma3.attention.key_length")->AsUInt() == 16);
+  CHECK(FindKv(kv, "tokenizer.ggml.bos_token_id")->AsUInt() == 2);
+  CHECK(FindKv(kv, "tokenizer.ggml.eos_token_id")->AsUInt() == 1);
+  CHECK(FindKv(kv, "tokenizer.ggml.add_space_prefix")->AsBool() == false);
+  CHECK(FindKv(kv, "general.name")->AsString() == "Tiny Gemma3");
+
+  std::vector<std::string> names;
+  for (const TensorDescriptor& t : source.Tensors()) names.push_back(t.name);
+  const std::vector<std::string> expected_names = {
+      "token_embd.weight",          "blk.0.attn_norm.weight",
+      "blk.0.ffn_down.weight",      "blk.0.ffn_gate.weight",
+      "blk.0.ffn_up.weight",        "blk.0.post_attention_norm.weight",
+      "blk.0.post_ffw_norm.weight", "blk.0.ffn_norm.weight",
+      "blk.0.attn_k_norm.weight",   "blk.0.attn_k.weight",
+      "blk.0.attn_output.weight",   "blk.0.attn_q_norm.weight",
+      "blk.0.attn_q.weight",        "blk.0.attn_v.weight",
+      "output_norm.weight"};
+  CHECK(names == expected_names);
+
+  SafetensorsFile st(dir + "/model.safetensors");
+  // token_embd keeps the vocabulary's 8 rows of 32, bytes unchanged.
+  const TensorDescriptor& embd = source.Tensors()[0];
+  CHECK(embd.dims == std::vector<int64_t>{32, 8});
+  REQUIRE(embd.type == Type::kF16);
+  const TensorBytes embd_bytes = source.LoadTensor(0);
+  REQUIRE(embd_bytes.size() == 8 * 32 * 2);
+  CHECK(std::memcmp(embd_bytes.data(),
+                    st.Data(*st.Find("model.embed_tokens.weight")),
+                    embd_bytes.size()) == 0);
+  // The per-head q norm is a norm too: (w + 1) rounded to f16, widened to f32.
+  const StTensor* q_norm = st.Find("model.layers.0.self_attn.q_norm.weight");
+  const TensorBytes q_norm_bytes = source.LoadTensor(11);
+  REQUIRE(source.Tensors()[11].type == Type::kF32);
+  REQUIRE(q_norm_bytes.size() == 16 * 4);
+  for (int i = 0; i < 16; ++i) {
+    HalfBits h;
+    std::memcpy(&h, st.Data(*q_norm) + 2 * i, 2);
+    float got;
+    std::memcpy(&got, q_norm_bytes.data() + 4 * i, 4);
+    REQUIRE(got == F16ToF32(F32ToF16(F16ToF32(h) + 1.0f)));
+  }
+}
+
+TEST_CASE(
+    "convert Gemma3ForConditionalGeneration: the language model, byte for "
+    "byte the text model's") {
+  ScratchDir scratch;
+  HfModelSource text(MakeGemma3Model(scratch.path() + "/text", false));
+  HfModelSource multimodal(MakeGemma3Model(scratch.path() + "/mm", true));
+  REQUIRE(multimodal.Tensors().size() == text.Tensors().size());
+  for (size_t i = 0; i < text.Tensors().size(); ++i) {
+    INFO("tensor " << text.Tensors()[i].name);
+    CHECK(multimodal.Tensors()[i].name == text.Tensors()[i].name);
+    CHECK(multimodal.Tensors()[i].dims == text.Tensors()[i].dims);
+    const TensorBytes a = text.LoadTensor(i);
+    const TensorBytes b = multimodal.LoadTensor(i);
+    CHECK(std::vector<uint8_t>(a.data(), a.data() + a.size()) ==
+          std::vector<uint8_t>(b.data(), b.data() + b.size()));
+  }
+  REQUIRE(multimodal.Metadata().size() == text.Metadata().size());
+  for (size_t i = 0; i < text.Metadata().size(); ++i) {
+    const GgufKv& a = text.Metadata()[i];
+    const GgufKv& b = multimodal.Metadata()[i];
+    INFO("key " << a.key);
+    CHECK(b.key == a.key);
+    if (a.key != "general.name") {
+      CHECK(b.value.ToString() == a.value.ToString());
+    }
+  }
+}
+
+TEST_CASE(
+    "convert Gemma3: final softcapping and sliding_window_pattern 1 as "
+    "Gemma3Model writes them; attention softcapping is refused") {
+  ScratchDir scratch;
+  {
+    HfModelSource source(
+        MakeGemma3Model(scratch.path() + "/a", false,
+                        R"(, "final_logit_softcapping": 30.0,
+                        "sliding_window_pattern": 1)"));
+    const std::vector<GgufKv>& kv = source.Metadata();
+    REQUIRE(FindKv(kv, "gemma3.final_logit_softcapping") != nullptr);
+    CHECK(FindKv(kv, "gemma3.final_logit_softcapping")->AsDouble() == 30.0);
+    CHECK(FindKv(kv, "gemma3.attention.sliding_window") == nullptr);
+  }
+  const std::string dir = MakeGemma3Model(scratch.path() + "/b", false,
+                                          R"(, "attn_logit_softcapping": 50.0)");
+  CHECK_THROWS_WITH(HfModelSource(dir),
+                    Catch::Contains("config.json") &&
+                        Catch::Contains("attn_logit_softcapping"));
+}
+
 TEST_CASE(
     "convert Phi3: fused projections, longrope factor tensors and Phi3's "
     "vocabulary rules") {
