@@ -626,6 +626,12 @@ void GgufFile::Parse() {
   } catch (const Error& e) {
     throw Error(path_ + ": invalid GGUF file: " + e.what());
   }
+  // Writers pad the header to the alignment, so one larger than the file is
+  // corrupt; rewriting such a header would allocate up to 2 GiB of padding.
+  if (alignment_ > kGgufDefaultAlignment && alignment_ > size_) {
+    throw Error(path_ + ": invalid GGUF file: general.alignment " + std::to_string(alignment_) +
+                " is larger than the whole file (" + std::to_string(size_) + " bytes)");
+  }
 
   if (tensor_count > cursor.remaining() / 24) {
     cursor.Fail("tensor count " + std::to_string(tensor_count) + " is larger than the file can hold");

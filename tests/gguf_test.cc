@@ -398,6 +398,11 @@ TEST_CASE("GGUF corrupt headers give specific errors", "[gguf]") {
   CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("general.alignment").Put<uint32_t>(10)
                          .Put<uint64_t>(32).bytes),
              Catch::Contains("must be a u32"));
+  // No tensors, but an alignment no writer could have padded the header to (rewriting the
+  // header would allocate 1 GiB of padding).
+  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("general.alignment").Put<uint32_t>(4)
+                         .Put<uint32_t>(1u << 30).bytes),
+             Catch::Contains("general.alignment 1073741824 is larger than the whole file"));
 
   auto tensor = [](uint32_t n_dims, std::vector<uint64_t> dims, uint32_t type, uint64_t offset) {
     Builder b;
