@@ -517,6 +517,11 @@ void JobManager::Start() {
     job->tracker.Plan(job->rec.kind, job->rec.quantization_type);
     store_->Put(job->rec);
     jobs_[job->rec.id] = job;
+    if (job->rec.import_status == "importing") {
+      // The server died mid-import: place the model again from the start.
+      importers_.emplace_back(
+          [this, job, name = job->rec.import_model_name] { RunImport(job, name); });
+    }
   }
   for (int i = 0; i < options_.max_concurrent; ++i) {
     workers_.emplace_back([this] { WorkerLoop(); });
@@ -537,6 +542,13 @@ void JobManager::Shutdown() {
     if (t.joinable()) t.join();
   }
   workers_.clear();
+  // Imports are local copies; they finish rather than leave a half-placed model.
+  std::vector<std::thread> importers;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    importers.swap(importers_);
+  }
+  for (auto& t : importers) t.join();
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& [id, job] : jobs_) {
     for (auto& sub : job->subs) sub->Push(ProgressEventJson(job->rec).dump(), /*last=*/true);
@@ -843,16 +855,32 @@ std::string JobManager::Import(const std::string& id, const std::string& request
     }
     job->rec.import_status = "importing";
     job->rec.import_message = "copying quantized model";
+    job->rec.import_model_name = name;
     Persist(*job);
+    if (shutting_down_) throw ApiError(503, "the server is shutting down");
+    importers_.emplace_back([this, job, name] { RunImport(job, name); });
   }
+  return name;
+}
 
-  std::string src = job->rec.output_file;
-  std::string file_name = fs::path(src).filename().string();
-  std::string model_dir = models_dir() + "/" + name;
-  std::string dst = model_dir + "/" + file_name;
-  std::string yaml_path = models_dir() + "/" + name + ".yaml";
+void JobManager::RunImport(const std::shared_ptr<Job>& job, const std::string& name) {
+  std::string src;
+  std::string source_model;
+  std::string type;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    src = job->rec.output_file;
+    source_model = job->rec.model;
+    type = job->rec.quantization_type;
+  }
+  const std::string file_name = fs::path(src).filename().string();
+  const std::string model_dir = models_dir() + "/" + name;
+  const std::string dst = model_dir + "/" + file_name;
+  const std::string yaml_path = models_dir() + "/" + name + ".yaml";
   std::string failure;
   std::error_code ec;
+  // Import() made sure the name was free, so anything here is a dead server's partial copy.
+  fs::remove_all(model_dir, ec);
   fs::create_directories(model_dir, ec);
   if (ec) failure = model_dir + ": " + ec.message();
   if (failure.empty()) {
@@ -871,9 +899,8 @@ std::string JobManager::Import(const std::string& id, const std::string& request
   if (failure.empty()) {
     // LocalAI model config: llama.cpp backend, model path relative to the models directory.
     std::string yaml = "name: " + name + "\nbackend: llama-cpp\nparameters:\n  model: " + name +
-                       "/" + file_name + "\n# quantized by hwyquant serve, job " + id +
-                       ", type " + job->rec.quantization_type + ", from " + job->rec.model +
-                       "\n";
+                       "/" + file_name + "\n# quantized by hwyquant serve, job " + job->rec.id +
+                       ", type " + type + ", from " + source_model + "\n";
     std::string tmp = yaml_path + ".tmp";
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -889,15 +916,13 @@ std::string JobManager::Import(const std::string& id, const std::string& request
   if (!failure.empty()) {
     fs::remove_all(model_dir, ec);
     job->rec.import_status = "failed";
-    job->rec.import_message = failure;
-    Persist(*job);
-    throw ApiError(500, "import failed: " + failure);
+    job->rec.import_message = "import failed: " + failure;
+    job->rec.import_model_name.clear();
+  } else {
+    job->rec.import_status = "completed";
+    job->rec.import_message = "imported as " + name;
   }
-  job->rec.import_status = "completed";
-  job->rec.import_message = "imported as " + name;
-  job->rec.import_model_name = name;
   Persist(*job);
-  return name;
 }
 
 // ---------------------------------------------------------------------------------------------

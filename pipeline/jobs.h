@@ -155,7 +155,8 @@ class JobManager {
   JobRecord Stop(const std::string& id);
   // Deletes a finished job, its files and its imported model. Throws ApiError(409) if active.
   void Delete(const std::string& id);
-  // Places the output in data_dir/models with a LocalAI-style YAML config; returns the model name.
+  // Starts placing the output in data_dir/models with a LocalAI-style YAML config and returns the
+  // model name at once; import_status goes "importing", then "completed" or "failed".
   std::string Import(const std::string& id, const std::string& requested_name);
   // Path of a completed job's GGUF. Throws ApiError 404/409.
   std::string OutputPath(const std::string& id);
@@ -183,6 +184,8 @@ class JobManager {
   void Persist(Job& job);
   std::string JobDir(const std::string& id) const;
   void RemovePartialFiles(const JobRecord& job);
+  // The copy behind Import, on its own thread.
+  void RunImport(const std::shared_ptr<Job>& job, const std::string& name);
 
   ManagerOptions options_;
   std::unique_ptr<JobStore> store_;
@@ -195,6 +198,7 @@ class JobManager {
   bool shutting_down_ = false;
   bool started_ = false;
   std::vector<std::thread> workers_;
+  std::vector<std::thread> importers_;
 };
 
 }  // namespace hwyquant::serve

@@ -133,10 +133,11 @@ void AddRoutes(httplib::Server& svr, ServerState& state) {
                if (!it->is_string()) throw ApiError(400, "name must be a string");
                name = it->get<std::string>();
              }
+             // As LocalAI: accepted now, the job's import_status tells how it ends.
              std::string model_name = jobs.Import(id, name);
              SendJson(res, 202,
-                      {{"status", "completed"},
-                       {"message", "Imported model '" + model_name + "'"},
+                      {{"status", "importing"},
+                       {"message", "Import started for model '" + model_name + "'"},
                        {"model_name", model_name},
                        {"config_file", jobs.models_dir() + "/" + model_name + ".yaml"}});
            }));

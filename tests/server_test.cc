@@ -25,6 +25,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "pipeline/jobs.h"
 #include "pipeline/progress_json.h"
 #include "tests/support.h"
 
@@ -516,7 +517,13 @@ TEST_CASE("serve: whole job lifecycle on stories260K, bytes equal hwyquant run",
                           json{{"name", name}}.dump());
       INFO("import: " << imported.raw);
       REQUIRE(imported.status == 202);
+      CHECK(imported.body["status"] == "importing");
       CHECK(imported.body["model_name"] == name);
+      json after = WaitJob(
+          *cli, id, [](const json& j) { return j.value("import_status", "") != "importing"; },
+          std::chrono::seconds(30), "import finished");
+      REQUIRE(after["import_status"] == "completed");
+      CHECK(after["import_message"] == "imported as " + name);
       std::string yaml = hwyquant::test::ReadTextFile(data.path() + "/models/" + name + ".yaml");
       CHECK(yaml.find("name: " + name) != std::string::npos);
       CHECK(yaml.find("backend: llama-cpp") != std::string::npos);
@@ -729,6 +736,58 @@ TEST_CASE("serve: kill -9 mid-job, restart resumes and completes with the right 
     CHECK((name == "job.log" || name == "stats.json" ||
            e.path().string() == done["output_file"].get<std::string>()));
   }
+}
+
+TEST_CASE("serve: an import the server died in is placed again on restart", "[serve]") {
+  std::string model = StoriesModel();
+  REQUIRE_MODEL(model);
+  TempDir data;
+  std::string id;
+  std::vector<uint8_t> output;
+  {
+    ServerProcess server(data.path());
+    auto cli = server.Client();
+    id = CreateJob(*cli, model, "Q8_0");
+    json done = WaitJob(*cli, id, IsTerminal, std::chrono::seconds(120), "terminal");
+    REQUIRE(done["status"] == "completed");
+    output = Download(*cli, id);
+    server.Kill9();
+  }
+  // What a server killed mid-import leaves: the job marked importing and a half-placed copy.
+  const std::string name = "stories-resumed";
+  {
+    hwyquant::serve::JobStore store(data.path() + "/jobs.db");
+    bool found = false;
+    for (hwyquant::serve::JobRecord rec : store.LoadAll()) {
+      if (rec.id != id) continue;
+      rec.import_status = "importing";
+      rec.import_message = "copying quantized model";
+      rec.import_model_name = name;
+      store.Put(rec);
+      found = true;
+    }
+    REQUIRE(found);
+  }
+  fs::create_directories(data.path() + "/models/" + name);
+  {
+    std::ofstream partial(data.path() + "/models/" + name + "/partial.gguf.tmp");
+    partial << "half a model";
+  }
+
+  ServerProcess server(data.path());
+  auto cli = server.Client();
+  json job = WaitJob(
+      *cli, id, [](const json& j) { return j.value("import_status", "") != "importing"; },
+      std::chrono::seconds(30), "import finished after restart");
+  INFO("job after restart: " << job.dump());
+  REQUIRE(job["import_status"] == "completed");
+  CHECK(job["import_model_name"] == name);
+  const std::string file =
+      job["output_file"].get<std::string>().substr(job["output_file"].get<std::string>().rfind('/') + 1);
+  CHECK(hwyquant::test::ReadFileBytes(data.path() + "/models/" + name + "/" + file) == output);
+  CHECK(!fs::exists(data.path() + "/models/" + name + "/partial.gguf.tmp"));
+  CHECK(hwyquant::test::ReadTextFile(data.path() + "/models/" + name + ".yaml")
+            .find("model: " + name + "/" + file) != std::string::npos);
 }
 
 TEST_CASE("serve: every preset completes with the bytes of hwyquant run", "[serve]") {

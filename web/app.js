@@ -815,11 +815,30 @@
         body: name ? {name} : {}, what: 'Importing the model',
       });
       const imported = (res && (res.model_name || res.name || res.import_model_name)) || name;
-      showNotice(imported ? `Imported as ${imported}.` : 'Imported.');
+      refreshJobs();
+      // The server accepts the import and copies in the background; its job says how it ended.
+      const job = await waitForImport(id);
+      if (job && job.import_status === 'failed') {
+        showError(job.import_message || 'Import failed.');
+      } else {
+        showNotice(imported ? `Imported as ${imported}.` : 'Imported.');
+      }
     } catch (err) {
       showError(err.message);
     }
     refreshJobs();
+  }
+
+  // Polls a job until its import is no longer running (or a minute passes); returns the job.
+  async function waitForImport(id) {
+    const deadline = Date.now() + 60000;
+    let job = null;
+    while (Date.now() < deadline) {
+      job = await api('GET', `/jobs/${encodeURIComponent(id)}`, {what: 'Checking the import'});
+      if (!job || job.import_status !== 'importing') return job;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    return job;
   }
 
   // ------------------------------------------------------------------------------------------
