@@ -1,7 +1,10 @@
 // Tests of `quantize`: byte-for-byte agreement with llama-quantize on every golden entry (synthetic
 // mixes and converted real models), the options, and failures that must leave no output.
 #include <dirent.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +37,18 @@ std::string Upper(std::string s) {
   return s;
 }
 
+size_t DirectoryEntryCount(const std::string& path) {
+  size_t count = 0;
+  DIR* dir = ::opendir(path.c_str());
+  if (dir == nullptr) return 0;
+  while (dirent* e = ::readdir(dir)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") ++count;
+  }
+  ::closedir(dir);
+  return count;
+}
+
 class TempDir {
  public:
   TempDir() {
@@ -44,16 +59,7 @@ class TempDir {
   }
   ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
   const std::string& path() const { return path_; }
-  size_t EntryCount() const {
-    size_t count = 0;
-    DIR* dir = ::opendir(path_.c_str());
-    while (dirent* e = ::readdir(dir)) {
-      const std::string name = e->d_name;
-      if (name != "." && name != "..") ++count;
-    }
-    ::closedir(dir);
-    return count;
-  }
+  size_t EntryCount() const { return DirectoryEntryCount(path_); }
 
  private:
   std::string path_;
@@ -618,6 +624,45 @@ TEST_CASE("hwyquant quantize CLI: exit codes, messages, no partial output", "[qu
   CHECK_THAT(err, Catch::Contains("invalid thread count 'many'"));
   CHECK_FALSE(test::FileExists(out));
   CHECK(dir.EntryCount() == 0);
+}
+
+TEST_CASE("hwyquant quantize CLI: a full disk (small tmpfs) is a clear error, no output",
+          "[quantize][cli]") {
+  SynthInputs* synth = Synth();
+  if (synth == nullptr) return;
+  TempDir dir;
+  const std::string in = synth->Model("pub_odd");
+  const std::string disk = dir.path() + "/disk";
+  REQUIRE(::mkdir(disk.c_str(), 0755) == 0);
+  const std::string report = dir.path() + "/report.txt";
+  // The child mounts a 256 KiB tmpfs in a mount namespace of its own, so the mount goes away with
+  // it whatever happens; the F16 output (~0.5 MB) cannot fit.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=256k") != 0) {
+      ::_exit(77);
+    }
+    std::string err;
+    const int code = RunCli("quantize '" + in + "' '" + disk + "/out.gguf' F16", dir.path(), err);
+    std::ofstream(report) << code << "\n" << err;
+    ::_exit(test::FileExists(disk + "/out.gguf") ? 3 : DirectoryEntryCount(disk) != 0 ? 4 : 0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) {
+    // Mounting needs CAP_SYS_ADMIN; the RLIMIT_FSIZE case above covers the same write path.
+    WARN("cannot mount a tmpfs here (not root?): full-disk case not run");
+    return;
+  }
+  const std::string text = test::ReadTextFile(report);
+  INFO("exit code, then stderr: " << text);
+  CHECK(WEXITSTATUS(status) == 0);  // 3: output left, 4: temporary left on the full disk
+  CHECK(text.rfind("1\n", 0) == 0);
+  CHECK_THAT(text, Catch::Contains("out.gguf") && Catch::Contains("(the disk is full)"));
 }
 
 }  // namespace
