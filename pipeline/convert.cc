@@ -247,7 +247,7 @@ HfModelSource::HfModelSource(const std::string& dir, ConvertOptions options)
     throw Error(dir + ": the checkpoint has no tensors to convert");
 
   SetKv(kv_, "general.type", GgufValue::String("model"));
-  AppendGeneralMetadata(dir, total_params, kv_, &warnings_, options_.name_from);
+  AppendGeneralMetadata(dir, total_params, kv_, options_.name_from);
   arch_->AppendParameters(file_type_, kv_);
   SetKv(kv_, "general.quantization_version", GgufValue::U32(2));
   arch_->AppendVocab(dir, kv_);

@@ -72,9 +72,6 @@ class HfModelSource : public ModelSource {
   // bf16).
   uint32_t file_type() const { return file_type_; }
   const HfArchitecture& architecture() const { return *arch_; }
-  // Where the output knowingly differs from convert_hf_to_gguf.py's (model card
-  // metadata).
-  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   std::string dir_;
@@ -85,7 +82,6 @@ class HfModelSource : public ModelSource {
   std::vector<TensorDescriptor> tensors_;
   std::vector<ConvertPlan> plans_;
   uint32_t file_type_ = 1;
-  std::vector<std::string> warnings_;
 };
 
 // Streams any ModelSource into a GGUF file at out_path (temporary name, renamed

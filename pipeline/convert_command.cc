@@ -60,8 +60,6 @@ void RunConvert(const ConvertArgs& args) {
                 "' is not a Hugging Face model folder");
   }
   HfModelSource source(args.input, ConvertOptions{*outtype, false, ""});
-  for (const std::string& w : source.warnings())
-    std::fprintf(stderr, "warning: %s\n", w.c_str());
   std::fprintf(
       stderr, "converting '%s' (%s) to '%s': %zu tensors, file type %u\n",
       args.input.c_str(), source.architecture().hf_name().c_str(),
@@ -98,10 +96,6 @@ void RunRun(const RunArgs& args) {
     throw Error("run: '" + args.source +
                 "' is neither a Hugging Face model folder, a Hub id ORG/NAME, "
                 "nor a .gguf file");
-  }
-  if (const auto* hf = dynamic_cast<const HfModelSource*>(source.get())) {
-    for (const std::string& w : hf->warnings())
-      std::fprintf(stderr, "warning: %s\n", w.c_str());
   }
   const std::string output =
       args.output.empty()

@@ -40,8 +40,10 @@ constexpr int kMaxRedirects = 10;
 constexpr size_t kMaxBufferedBody = 64u << 20;
 constexpr auto kProgressInterval = std::chrono::milliseconds(100);
 
-// Files conversion reads besides the weights (tokenizers of every kind transformers writes).
+// Files conversion reads besides the weights (tokenizers of every kind transformers writes, and
+// the model card, whose front matter becomes general.* metadata).
 const char* const kMetadataFiles[] = {
+    "README.md",
     "config.json",
     "generation_config.json",
     "tokenizer.model",

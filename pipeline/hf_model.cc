@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "hwyquant/format.h"
+#include "pipeline/model_card.h"
 #include "pipeline/tokenizer.h"
 
 namespace hwyquant {
@@ -1534,26 +1535,13 @@ std::string SizeLabel(int64_t total_params) {
 
 void AppendGeneralMetadata(const std::string& dir, int64_t total_params,
                            std::vector<GgufKv>& kv,
-                           std::vector<std::string>* warnings,
                            const std::string& name_from) {
-  if (PathIsFile(dir + "/README.md")) {
-    // convert_hf_to_gguf.py also reads the model card's YAML front matter
-    // (license, tags, languages, base models, names). We do not parse YAML: say
-    // so instead of pretending.
-    const std::string card = ReadTextFile(dir + "/README.md");
-    if (card.rfind("---\n", 0) == 0 || card == "---" ||
-        card.rfind("---\r\n", 0) == 0) {
-      const std::string message =
-          dir +
-          "/README.md: model card metadata (YAML front matter) is not "
-          "converted; the "
-          "general.* keys convert_hf_to_gguf.py derives from it are missing";
-      if (warnings == nullptr) throw Error(message);
-      warnings->push_back(message);
-    }
-  }
-  std::optional<std::string> name, organization, basename, finetune, version,
-      size_label;
+  // The model card's values come first; config.json and the folder name fill
+  // what it leaves unset.
+  const ModelCardMetadata card = LoadModelCard(dir, total_params);
+  std::optional<std::string> name = card.name, organization = card.organization,
+                             basename = card.basename, finetune = card.finetune,
+                             version = card.version, size_label = card.size_label;
   auto apply = [&](const ModelIdComponents& c) {
     if (!name && c.full_name) name = ModelIdToTitle(*c.full_name);
     if (!organization && c.org) organization = ModelIdToTitle(*c.org);
@@ -1635,19 +1623,49 @@ void AppendGeneralMetadata(const std::string& dir, int64_t total_params,
     }
   }
 
-  if (!name->empty()) SetKv(kv, "general.name", GgufValue::String(*name));
-  if (version && !version->empty())
-    SetKv(kv, "general.version", GgufValue::String(*version));
-  if (organization && !organization->empty()) {
-    SetKv(kv, "general.organization", GgufValue::String(*organization));
-  }
-  if (finetune && !finetune->empty())
-    SetKv(kv, "general.finetune", GgufValue::String(*finetune));
-  if (basename && !basename->empty())
-    SetKv(kv, "general.basename", GgufValue::String(*basename));
-  if (size_label && !size_label->empty()) {
-    SetKv(kv, "general.size_label", GgufValue::String(*size_label));
-  }
+  // gguf-py's add_string skips empty values; the order is set_gguf_meta_model's.
+  auto put = [&](const std::string& key, const std::optional<std::string>& v) {
+    if (v && !v->empty()) SetKv(kv, key, GgufValue::String(*v));
+  };
+  put("general.name", name);
+  put("general.author", card.author);
+  put("general.version", version);
+  put("general.organization", organization);
+  put("general.finetune", finetune);
+  put("general.basename", basename);
+  put("general.description", card.description);
+  put("general.size_label", size_label);
+  put("general.license", card.license);
+  put("general.license.name", card.license_name);
+  put("general.license.link", card.license_link);
+  put("general.source.url", card.source_url);
+  put("general.source.doi", card.source_doi);
+  put("general.source.uuid", card.source_uuid);
+  put("general.source.repo_url", card.source_repo_url);
+  auto put_sources = [&](const std::string& prefix,
+                         const std::optional<std::vector<CardSource>>& sources) {
+    if (!sources) return;
+    SetKv(kv, prefix + ".count",
+          GgufValue::U32(static_cast<uint32_t>(sources->size())));
+    for (size_t i = 0; i < sources->size(); ++i) {
+      const CardSource& entry = (*sources)[i];
+      for (const char* field : {"name", "author", "version", "organization",
+                                "description", "url", "doi", "uuid", "repo_url"}) {
+        auto it = entry.find(field);
+        if (it != entry.end()) {
+          put(prefix + "." + std::to_string(i) + "." + field, it->second);
+        }
+      }
+    }
+  };
+  put_sources("general.base_model", card.base_models);
+  put_sources("general.dataset", card.datasets);
+  auto put_strings = [&](const std::string& key,
+                         const std::optional<std::vector<std::string>>& v) {
+    if (v && !v->empty()) SetKv(kv, key, GgufValue::StringArray(*v));
+  };
+  put_strings("general.tags", card.tags);
+  put_strings("general.languages", card.languages);
 }
 
 }  // namespace hwyquant

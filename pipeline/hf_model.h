@@ -103,13 +103,12 @@ std::string SupportedArchitectures();
 // config.json: general.name, basename, finetune, version, size_label, plus
 // sampling defaults from generation_config.json. total_params is the converted
 // tensors' element count.
-// A README.md model card with YAML front matter is not parsed: with `warnings`
-// a message is added there, without it that is an Error.
+// The README.md model card's YAML front matter contributes first (license,
+// tags, languages, base models, datasets, names; see model_card.h).
 // name_from, when not empty, replaces dir as the path whose last component
 // names the model.
 void AppendGeneralMetadata(const std::string& dir, int64_t total_params,
                            std::vector<GgufKv>& kv,
-                           std::vector<std::string>* warnings = nullptr,
                            const std::string& name_from = "");
 
 // Helpers exposed for tests.

@@ -6,6 +6,7 @@ packages=(
   clang libclang-rt-14-dev            # libFuzzer and sanitizers
   libhwy-dev catch2 libeigen3-dev xtensor-dev nlohmann-json3-dev
   libssl-dev libcurl4-openssl-dev libcpp-httplib-dev libcli11-dev libsqlite3-dev
+  libyaml-cpp-dev
 )
 missing=()
 for p in "${packages[@]}"; do

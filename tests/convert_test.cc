@@ -251,15 +251,114 @@ TEST_CASE("convert reads generation_config sampling values and _name_or_path") {
   CHECK(FindKv(source.Metadata(), "general.basename")->AsString() ==
         "my-model");
   CHECK(FindKv(source.Metadata(), "general.version")->AsString() == "v2");
-  CHECK(source.warnings().empty());
-
-  // A model card with YAML front matter is not parsed: the conversion says so.
-  WriteFile(dir + "/README.md", "---\nlicense: mit\n---\n# My model\n");
-  HfModelSource with_card(dir);
-  REQUIRE(with_card.warnings().size() == 1);
-  CHECK(with_card.warnings()[0].find("README.md") != std::string::npos);
+  // A README without front matter adds nothing.
   WriteFile(dir + "/README.md", "# My model, no front matter\n");
-  CHECK(HfModelSource(dir).warnings().empty());
+  CHECK(HfModelSource(dir).Metadata().size() == source.Metadata().size());
+}
+
+// The general.* pairs of a converted folder, in order, as "key=value" lines.
+std::vector<std::string> GeneralKv(const std::vector<GgufKv>& kv) {
+  std::vector<std::string> out;
+  for (const GgufKv& e : kv) {
+    if (e.key.rfind("general.", 0) == 0 && e.key != "general.architecture" &&
+        e.key != "general.type" && e.key.rfind("general.sampling.", 0) != 0 &&
+        e.key != "general.file_type" && e.key != "general.quantization_version") {
+      out.push_back(e.key + "=" +
+                    (e.value.type() == GgufType::kString ? e.value.AsString()
+                                                         : e.value.ToString()));
+    }
+  }
+  return out;
+}
+
+TEST_CASE(
+    "convert reads the model card's YAML front matter as gguf-py's Metadata "
+    "does") {
+  const std::string shared = test::SharedDir();
+  if (shared.empty()) return;
+  ScratchDir scratch;
+  const std::string dir =
+      CopyModel("stories260K", scratch.path() + "/my-model-v2");
+  // Hub-style card: license fields, a "no" language (YAML 1.1 would make it
+  // false), tags plus pipeline_tag, base models as an id, a Hub URL and a
+  // mapping, a dataset id, and other creators' keys.
+  WriteFile(dir + "/README.md", R"(---
+license: apache-2.0
+license_name: my-license
+license_link: https://example.com/LICENSE
+language:
+- en
+- no
+tags:
+- text-generation
+- llama
+pipeline_tag: text-generation
+base_model:
+- meta-llama/Llama-3.2-1B
+- https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct
+- name: Custom Base
+  organization: Someone
+datasets: HuggingFaceFW/fineweb-edu
+model_creator: Jane Doe
+description: "A tiny test model"
+---
+# Title
+)");
+  HfModelSource source(dir);
+  // What gguf-py 0.18's Metadata.load + set_gguf_meta_model write for this
+  // folder (size_label comes from the parameter count, as in convert).
+  const std::vector<std::string> expected = {
+      "general.name=My Model v2",
+      "general.author=Jane Doe",
+      "general.version=v2",
+      "general.basename=my-model",
+      "general.description=A tiny test model",
+      "general.size_label=" + FindKv(source.Metadata(), "general.size_label")
+                                  ->AsString(),
+      "general.license=apache-2.0",
+      "general.license.name=my-license",
+      "general.license.link=https://example.com/LICENSE",
+      "general.base_model.count=3",
+      "general.base_model.0.name=Llama 3.2 1B",
+      "general.base_model.0.organization=Meta Llama",
+      "general.base_model.0.repo_url=https://huggingface.co/meta-llama/"
+      "Llama-3.2-1B",
+      "general.base_model.1.name=Qwen2.5 0.5B Instruct",
+      "general.base_model.1.organization=Qwen",
+      "general.base_model.1.repo_url=https://huggingface.co/Qwen/"
+      "Qwen2.5-0.5B-Instruct",
+      "general.base_model.2.name=Custom Base",
+      "general.base_model.2.organization=Someone",
+      "general.dataset.count=1",
+      "general.dataset.0.name=Fineweb Edu",
+      "general.dataset.0.organization=HuggingFaceFW",
+      "general.dataset.0.repo_url=https://huggingface.co/HuggingFaceFW/"
+      "fineweb-edu",
+      "general.tags=" + GgufValue::StringArray({"text-generation", "llama",
+                                                "text-generation"})
+                            .ToString(),
+      "general.languages=" + GgufValue::StringArray({"en", "no"}).ToString(),
+  };
+  CHECK(GeneralKv(source.Metadata()) == expected);
+
+  // The card's own names win over the folder's; a list of licenses is joined.
+  WriteFile(dir + "/README.md",
+            "---\nmodel_name: Card Name\nversion: \"3\"\nlicense:\n- mit\n"
+            "- other\nbase_model: []\n---\n");
+  HfModelSource named(dir);
+  CHECK(FindKv(named.Metadata(), "general.name")->AsString() == "Card Name");
+  CHECK(FindKv(named.Metadata(), "general.version")->AsString() == "3");
+  CHECK(FindKv(named.Metadata(), "general.license")->AsString() == "mit,other");
+  CHECK(FindKv(named.Metadata(), "general.base_model.count")->AsUInt() == 0);
+
+  // Values convert_hf_to_gguf.py cannot write, and broken YAML, are errors
+  // naming the file and the field.
+  WriteFile(dir + "/README.md", "---\nversion: 1.0\n---\n");
+  CHECK_THROWS_WITH(HfModelSource(dir), Catch::Contains("README.md") &&
+                                            Catch::Contains("'version'"));
+  WriteFile(dir + "/README.md", "---\ntags: [a, b\n---\n");
+  CHECK_THROWS_WITH(HfModelSource(dir),
+                    Catch::Contains("README.md: invalid YAML front matter"));
 }
 
 std::string Varint(uint64_t v) {

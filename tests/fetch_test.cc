@@ -184,9 +184,10 @@ TEST_CASE("fetch writes a huggingface_hub cache layout and keeps the token on th
   Harness h;
   const std::string source = ModelDir("stories260K");
   const std::string commit = h.stub.AddRepo("tiny/stories260K", source);
-  // Files conversion does not need must not be downloaded.
+  // Files conversion does not need must not be downloaded; the model card is needed.
   h.stub.AddFile("tiny/stories260K", "pytorch_model.bin", std::string(1000, 'b'));
-  h.stub.AddFile("tiny/stories260K", "README.md", "# readme\n");
+  h.stub.AddFile("tiny/stories260K", "onnx/model.onnx", std::string(1000, 'o'));
+  h.stub.AddFile("tiny/stories260K", "README.md", "---\nlicense: mit\n---\n# readme\n");
 
   FetchOptions options = h.Options("tiny/stories260K");
   options.http.token = "hf_secret_test_token";
@@ -195,8 +196,10 @@ TEST_CASE("fetch writes a huggingface_hub cache layout and keeps the token on th
   const std::string repo_dir = h.RepoDir("models--tiny--stories260K");
   CHECK(snapshot == repo_dir + "/snapshots/" + commit);
   std::vector<std::string> expected(std::begin(kStoriesFiles), std::end(kStoriesFiles));
-  CHECK(ListDir(snapshot) == expected);
   for (const std::string& name : expected) CheckSnapshotEntry(snapshot, name, source + "/" + name);
+  CHECK(ReadTextFile(snapshot + "/README.md") == "---\nlicense: mit\n---\n# readme\n");
+  expected.insert(expected.begin(), "README.md");
+  CHECK(ListDir(snapshot) == expected);
   // refs/main holds the bare commit id, as huggingface_hub writes it.
   CHECK(ReadTextFile(repo_dir + "/refs/main") == commit);
   for (const std::string& blob : ListDir(repo_dir + "/blobs")) {
@@ -214,7 +217,7 @@ TEST_CASE("fetch writes a huggingface_hub cache layout and keeps the token on th
       CHECK(r.authorization.empty());
     }
     CHECK(r.path.find("pytorch_model.bin") == std::string::npos);
-    CHECK(r.path.find("README.md") == std::string::npos);
+    CHECK(r.path.find("model.onnx") == std::string::npos);
   }
   CHECK(storage_requests == 2);  // model.safetensors and tokenizer.model are LFS files
 }
