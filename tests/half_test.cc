@@ -1,5 +1,7 @@
 // Exhaustive checks of the exact f32 <-> f16 / bf16 conversions against independent oracles.
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -13,16 +15,38 @@ namespace {
 
 bool IsNanF16(HalfBits h) { return (h & 0x7C00) == 0x7C00 && (h & 0x3FF) != 0; }
 
+// The oracle: the CPU's own half conversions (x86 F16C, or Arm's fcvt through __fp16), which
+// round to nearest even and keep NaN payloads.
+#if defined(__x86_64__) || defined(__i386__)
+bool HaveHardwareHalf() { return __builtin_cpu_supports("f16c"); }
 __attribute__((target("f16c"))) float HardwareF16ToF32(HalfBits h) {
   return _cvtsh_ss(h);
 }
 __attribute__((target("f16c"))) HalfBits HardwareF32ToF16(float f) {
   return static_cast<HalfBits>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
 }
+#elif defined(__aarch64__)
+bool HaveHardwareHalf() { return true; }
+float HardwareF16ToF32(HalfBits h) {
+  __fp16 half;
+  std::memcpy(&half, &h, sizeof(h));
+  return static_cast<float>(half);
+}
+HalfBits HardwareF32ToF16(float f) {
+  const __fp16 half = static_cast<__fp16>(f);
+  HalfBits h;
+  std::memcpy(&h, &half, sizeof(h));
+  return h;
+}
+#else
+bool HaveHardwareHalf() { return false; }
+float HardwareF16ToF32(HalfBits) { return 0.0f; }
+HalfBits HardwareF32ToF16(float) { return 0; }
+#endif
 
 TEST_CASE("F16ToF32 matches the CPU's conversion on all 65536 patterns") {
-  if (!__builtin_cpu_supports("f16c")) {
-    FAIL("this test needs an x86 CPU with F16C as the oracle");
+  if (!HaveHardwareHalf()) {
+    FAIL("this test needs hardware half conversions as the oracle (x86 F16C or aarch64)");
   }
   for (uint32_t h = 0; h < 65536; ++h) {
     const float ours = F16ToF32(static_cast<HalfBits>(h));
@@ -47,8 +71,8 @@ TEST_CASE("F32ToF16 round-trips every non-NaN half and canonicalises NaN") {
 }
 
 TEST_CASE("F32ToF16 matches the CPU's round-to-nearest-even on all 2^32 floats") {
-  if (!__builtin_cpu_supports("f16c")) {
-    FAIL("this test needs an x86 CPU with F16C as the oracle");
+  if (!HaveHardwareHalf()) {
+    FAIL("this test needs hardware half conversions as the oracle (x86 F16C or aarch64)");
   }
   uint64_t mismatches = 0;
   uint32_t first_bad = 0;

@@ -121,7 +121,7 @@ HWY_INLINE uint32_t FifthBits(DI di, hn::Vec<DI> levels) {
 template <class DI>
 HWY_INLINE hn::Vec<DI> FifthBitLanes(DI di, uint32_t qh, int first) {
   const hn::RebindToUnsigned<DI> du;
-  const auto shifted = hn::Set(du, qh) >> hn::Iota(du, static_cast<uint32_t>(first));
+  const auto shifted = hn::Shr(hn::Set(du, qh), hn::Iota(du, static_cast<uint32_t>(first)));
   return hn::BitCast(di, hn::ShiftLeft<4>(hn::And(shifted, hn::Set(du, 1u))));
 }
 
