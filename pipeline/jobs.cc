@@ -121,6 +121,15 @@ bool HasGgufMagic(const std::string& path) {
   return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
 }
 
+// Per-tensor statistics cost a dequantize and a matrix product per tensor; on by default so the
+// web page's quality view works, off with extra_options.stats = "false" (validated on create).
+bool WantsStats(const JobRecord& job) {
+  auto it = job.extra_options.find("stats");
+  if (it == job.extra_options.end()) return true;
+  const std::string v = Lower(it->second);
+  return v == "true" || v == "1" || v == "yes";
+}
+
 // Output file name: "<model base>-<TYPE>.gguf".
 std::string OutputFileName(const JobRecord& job) {
   std::string base = job.model_source;
@@ -620,6 +629,12 @@ JobRecord JobManager::Create(const nlohmann::json& request) {
       }
       rec.extra_options[o.key()] = o.value().get<std::string>();
     }
+    if (auto stats = rec.extra_options.find("stats"); stats != rec.extra_options.end()) {
+      const std::string v = Lower(stats->second);
+      if (v != "true" && v != "false" && v != "1" && v != "0" && v != "yes" && v != "no") {
+        throw ApiError(400, "extra_options.stats must be \"true\" or \"false\"");
+      }
+    }
   }
 
   // Decide what the model is now, so a typo fails the request instead of the job.
@@ -1059,7 +1074,9 @@ void JobManager::RunJob(const std::shared_ptr<Job>& job) {
       args.insert(args.end(), {"run", rec.model_source, rec.quantization_type, "-o",
                                partial_path, "--progress-json"});
     }
-    args.push_back("--stats");  // per-tensor errors for GET .../stats (the quality view)
+    if (WantsStats(rec)) {
+      args.push_back("--stats");  // per-tensor errors for GET .../stats (the quality view)
+    }
     if (auto it = rec.extra_options.find("imatrix"); it != rec.extra_options.end() &&
                                                      !it->second.empty()) {
       args.insert(args.end(), {"--imatrix", it->second});  // the web form's importance matrix

@@ -790,6 +790,43 @@ TEST_CASE("serve: an import the server died in is placed again on restart", "[se
             .find("model: " + name + "/" + file) != std::string::npos);
 }
 
+TEST_CASE("serve: per-tensor statistics by default, none with extra_options.stats false",
+          "[serve]") {
+  std::string model = StoriesModel();
+  REQUIRE_MODEL(model);
+  TempDir data;
+  ServerProcess server(data.path());
+  auto cli = server.Client();
+  const std::string with_stats = CreateJob(*cli, model, "Q4_K_M");
+  Reply created = Do(*cli, "POST", kJobs,
+                     json{{"model", model},
+                          {"quantization_type", "q4_k_m"},
+                          {"extra_options", {{"stats", "false"}}}}
+                         .dump());
+  REQUIRE(created.status == 201);
+  const std::string without = created.body["id"].get<std::string>();
+  for (const std::string& id : {with_stats, without}) {
+    json done = WaitJob(*cli, id, IsTerminal, std::chrono::seconds(120), "terminal");
+    REQUIRE(done["status"] == "completed");
+  }
+  CHECK(Download(*cli, without) == Download(*cli, with_stats));
+
+  Reply stats = Do(*cli, "GET", std::string(kJobs) + "/" + with_stats + "/stats");
+  INFO("stats: " << stats.raw.substr(0, 300));
+  REQUIRE(stats.status == 200);
+  REQUIRE(stats.body["tensors"].is_array());
+  CHECK(!stats.body["tensors"].empty());
+  for (const json& t : stats.body["tensors"]) {
+    CHECK(t.contains("name"));
+    CHECK(t["rmse"].get<double>() >= 0.0);
+  }
+  CheckJsonError(Do(*cli, "GET", std::string(kJobs) + "/" + without + "/stats"), 404,
+                 "stats of a job run without them");
+  CheckJsonError(Do(*cli, "POST", kJobs,
+                    json{{"model", model}, {"extra_options", {{"stats", "maybe"}}}}.dump()),
+                 400, "stats neither true nor false");
+}
+
 TEST_CASE("serve: every preset completes with the bytes of hwyquant run", "[serve]") {
   std::string model = StoriesModel();
   REQUIRE_MODEL(model);
