@@ -116,6 +116,11 @@ void ToFloat(Type type, const uint8_t* src, int64_t n_per_row, int64_t nrows, fl
         std::memcpy(&h, rows + 2 * i, 2);
         out[i] = BF16ToF32(h);
       }
+    } else if (reinterpret_cast<uintptr_t>(rows) % alignof(HalfBits) != 0) {
+      // Blocks start with an f16 scale; a GGUF with general.alignment 1 can place a tensor at an
+      // odd offset, which the kernels refuse. Dequantize from an aligned copy instead.
+      std::vector<uint8_t> copy(rows, rows + static_cast<size_t>(count) * row_size);
+      Dequantize(type, copy.data(), out, count, n_per_row);
     } else {
       Dequantize(type, rows, out, count, n_per_row);
     }

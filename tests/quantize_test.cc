@@ -433,6 +433,35 @@ TEST_CASE("quantize from f16 and bf16 sources, requantize, threads, legacy imatr
     hwyquant::Quantize(Type::kQ4_0, f32.data(), want.data(), t.dims[1], t.dims[0]);
     REQUIRE(file->tensors()[static_cast<size_t>(o)].size == want.size());
     CHECK(std::memcmp(file->TensorData(static_cast<size_t>(o)), want.data(), want.size()) == 0);
+
+    // general.alignment 1 and a header of odd length put quantized tensors at odd addresses,
+    // where the kernels refuse f16 block scales: requantizing still works, with the same bytes.
+    QuantizeOptions copy_odd;
+    copy_odd.preset = "COPY";
+    copy_odd.kv_overrides.push_back(ParseKvOverride("general.alignment=int:1"));
+    copy_odd.kv_overrides.push_back(ParseKvOverride("general.name=str:odd"));
+    const std::string odd_path = dir.path() + "/q8-odd.gguf";
+    Quantize(q8_path, odd_path, copy_odd);
+    const auto odd = GgufFile::Open(odd_path);
+    REQUIRE(odd->alignment() == 1);
+    bool any_odd = false;
+    for (size_t i = 0; i < odd->tensors().size(); ++i) {
+      any_odd |= reinterpret_cast<uintptr_t>(odd->TensorData(i)) % 2 != 0;
+    }
+    if (!any_odd) {  // flip the header's parity with a name one byte longer
+      copy_odd.kv_overrides.back() = ParseKvOverride("general.name=str:odds");
+      Quantize(q8_path, odd_path, copy_odd);
+    }
+    const auto odd2 = GgufFile::Open(odd_path);
+    const int64_t oi = odd2->FindTensor("blk.1.ffn_up.weight");
+    REQUIRE(reinterpret_cast<uintptr_t>(odd2->TensorData(static_cast<size_t>(oi))) % 2 != 0);
+    const std::string out_odd = dir.path() + "/requant-odd.gguf";
+    Quantize(odd_path, out_odd, q4);
+    const auto file_odd = GgufFile::Open(out_odd);
+    const int64_t oo = file_odd->FindTensor("blk.1.ffn_up.weight");
+    REQUIRE(file_odd->tensors()[static_cast<size_t>(oo)].size == want.size());
+    CHECK(std::memcmp(file_odd->TensorData(static_cast<size_t>(oo)), want.data(), want.size()) ==
+          0);
   }
   SECTION("a legacy .dat imatrix gives the same bytes as the GGUF one") {
     const auto gguf = GgufFile::Open(synth->Imatrix("pub_gqa"));
