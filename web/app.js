@@ -534,7 +534,11 @@
         }
         actions.append(actionButton('Import', `Import ${name}`, () => openImport(job.id)));
       }
-      actions.append(actionButton('Quality', `Quality of ${name}`, () => openQuality(job.id)));
+      // Jobs created with extra_options.stats "false" have no per-tensor statistics to show.
+      const stats = String((job.extra_options || {}).stats ?? 'true').toLowerCase();
+      if (!['false', '0', 'no'].includes(stats)) {
+        actions.append(actionButton('Quality', `Quality of ${name}`, () => openQuality(job.id)));
+      }
     }
     if (TERMINAL.has(job.status)) {
       // Two presses: deleting removes the output file for good. The armed state lives outside

@@ -134,6 +134,21 @@ function httpGet(url, headers) {
   });
 }
 
+function httpPostJson(url, value) {
+  return new Promise((resolve, reject) => {
+    const body = Buffer.from(JSON.stringify(value));
+    const req = http.request(url, {method: 'POST', timeout: 10000,
+      headers: {'Content-Type': 'application/json', 'Content-Length': body.length}}, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({status: res.statusCode, body: Buffer.concat(chunks)}));
+    });
+    req.on('timeout', () => req.destroy(new Error(`POST ${url}: timed out`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 const referenceCache = new Map();
 // What `hwyquant run` writes for the same model and type: the bytes a download must equal.
 function referenceOutput(type) {
@@ -369,6 +384,26 @@ test('job runs to 100%, download equals hwyquant run, quality view, import, dele
   check(!fs.existsSync(path.join(serverA.dataDir, 'jobs', id)), 'job directory still there after delete');
   const alerts = await page.textContent('#alerts');
   check(alerts.trim() === '', `error messages shown: ${alerts}`);
+});
+
+test('a job created without statistics offers no quality view', async (t) => {
+  const created = await httpPostJson(`${serverA.base}/api/quantization/jobs`,
+      {model: MODEL, quantization_type: 'q8_0', extra_options: {stats: 'false'}});
+  check(created.status === 201, `create answered HTTP ${created.status}: ${created.body}`);
+  const {id} = JSON.parse(created.body.toString());
+  const deadline = Date.now() + 60000;
+  let status = '';
+  while (Date.now() < deadline && !['completed', 'failed', 'stopped'].includes(status)) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    status = JSON.parse((await httpGet(`${serverA.base}/api/quantization/jobs/${id}`)).body).status;
+  }
+  check(status === 'completed', `job ended ${status}`);
+  const page = await openPage(t);
+  await page.goto(serverA.base + '/');
+  const row = page.locator(`#jobs-body tr[data-job-id="${id}"]`);
+  await row.getByRole('link', {name: /^Download/}).waitFor();
+  check(await row.getByRole('button', {name: /^Quality/}).count() === 0, 'quality button on a job without statistics');
+  check(await row.getByRole('button', {name: /^Import/}).count() === 1, 'no import button on a completed job');
 });
 
 test('stop a running job', async (t) => {
