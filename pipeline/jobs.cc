@@ -864,15 +864,20 @@ std::string JobManager::Import(const std::string& id, const std::string& request
                               "': use letters, digits, '.', '_' and '-' (at most 128)");
     }
     std::error_code ec;
-    if (fs::exists(models_dir() + "/" + name + ".yaml", ec) ||
-        fs::exists(models_dir() + "/" + name, ec)) {
+    // Another import may hold the name without its files on disk yet.
+    bool taken = fs::exists(models_dir() + "/" + name + ".yaml", ec) ||
+                 fs::exists(models_dir() + "/" + name, ec);
+    for (const auto& [other_id, other] : jobs_) {
+      taken |= other->rec.import_status == "importing" && other->rec.import_model_name == name;
+    }
+    if (taken) {
       throw ApiError(409, "model '" + name + "' already exists, choose a different name");
     }
+    if (shutting_down_) throw ApiError(503, "the server is shutting down");
     job->rec.import_status = "importing";
     job->rec.import_message = "copying quantized model";
     job->rec.import_model_name = name;
     Persist(*job);
-    if (shutting_down_) throw ApiError(503, "the server is shutting down");
     importers_.emplace_back([this, job, name] { RunImport(job, name); });
   }
   return name;
