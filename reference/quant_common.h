@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "hwyquant/rounding.h"  // NearestInt
+
 namespace hwyquant::reference {
 
 // A group whose largest magnitude is below this is quantized as all zeros
@@ -25,17 +27,6 @@ inline constexpr float kGroupMaxEpsIq3Xxs = 1e-8f;
 inline constexpr float kGroupMaxEpsIq2S = 1e-8f;
 inline constexpr float kGroupMaxEpsIq1M = 1e-7f;
 inline constexpr float kGroupMaxEpsIq1S = 1e-12f;
-
-// Rounds to the nearest integer, ties to even, by adding 1.5 * 2^23 and reading
-// the mantissa (nearest_int). Exact for |fval| <= 2^22 - 1; beyond that it
-// returns the same wrapped value ggml does, since ggml's range assert is
-// compiled out in release builds.
-inline int NearestInt(float fval) {
-  const float val = fval + 12582912.f;
-  int32_t bits;
-  std::memcpy(&bits, &val, sizeof(bits));
-  return (bits & 0x007fffff) - 0x00400000;
-}
 
 // A C cast from float to a narrow integer, as ggml's x86 build compiles it:
 // cvttss2si truncates toward zero into an int32, giving INT32_MIN for NaN and

@@ -273,7 +273,7 @@ TEST_CASE("K-quant reference writes nothing for zero rows") {
 }
 
 TEST_CASE("NearestInt rounds half to even like ggml's nearest_int") {
-  using reference::NearestInt;
+  using hwyquant::NearestInt;  // include/hwyquant/rounding.h, shared by reference and kernels
   CHECK(NearestInt(0.5f) == 0);
   CHECK(NearestInt(1.5f) == 2);
   CHECK(NearestInt(2.5f) == 2);

@@ -18,19 +18,12 @@
 
 #include "hwyquant/format.h"
 #include "hwyquant/half.h"
+#include "hwyquant/rounding.h"  // scalar NearestInt for per-super-block steps
 
 namespace hwyquant::kernels {
 
 // Super-blocks quantized together: enough sub-blocks to fill the widest vector several times.
 inline constexpr int kKChunkSuperBlocks = 4;
-
-// Scalar nearest_int for the per-super-block steps (same bit trick as the vector one).
-inline int KNearestIntScalar(float fval) {
-  const float val = fval + 12582912.f;
-  int32_t bits;
-  std::memcpy(&bits, &val, sizeof(bits));
-  return (bits & 0x007fffff) - 0x00400000;
-}
 
 // Sequential sum of x*x over one super-block, as ggml accumulates it (one chain, in order).
 inline float KSumSquares256(const float* x) {
@@ -623,8 +616,8 @@ HWY_INLINE void KQuantizeScaleMin(DF df, const KScaleMinParams& p, const float* 
       const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
       const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
       for (int j = 0; j < kGroups; ++j) {
-        uint8_t ls = static_cast<uint8_t>(KNearestIntScalar(inv_scale * sc[j]));
-        uint8_t lm = static_cast<uint8_t>(KNearestIntScalar(inv_min * mn[j]));
+        uint8_t ls = static_cast<uint8_t>(::hwyquant::NearestInt(inv_scale * sc[j]));
+        uint8_t lm = static_cast<uint8_t>(::hwyquant::NearestInt(inv_min * mn[j]));
         ls = std::min<uint8_t>(63, ls);
         lm = std::min<uint8_t>(63, lm);
         KSetScaleMinK4(j, ls, lm, sb);

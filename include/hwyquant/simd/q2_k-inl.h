@@ -114,7 +114,7 @@ struct Q2KCodec {
           if (max_scale > 0) {
             const float iscale = q4scale / max_scale;
             for (int j = 0; j < kGroups; ++j) {
-              b.scales[j] = static_cast<uint8_t>(KNearestIntScalar(iscale * sc[j]));
+              b.scales[j] = static_cast<uint8_t>(::hwyquant::NearestInt(iscale * sc[j]));
             }
             b.d = F32ToF16(max_scale / q4scale);
           } else {
@@ -124,7 +124,7 @@ struct Q2KCodec {
           if (max_min > 0) {
             const float iscale = q4scale / max_min;
             for (int j = 0; j < kGroups; ++j) {
-              const int l = KNearestIntScalar(iscale * mn[j]);
+              const int l = ::hwyquant::NearestInt(iscale * mn[j]);
               // Unsigned shift: l is negative for NaN scales; the stored bits match ggml's.
               b.scales[j] =
                   static_cast<uint8_t>(b.scales[j] | (static_cast<uint32_t>(l) << 4));

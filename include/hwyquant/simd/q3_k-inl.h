@@ -126,7 +126,7 @@ struct Q3KCodec {
           if (max_scale) {
             const float iscale = -32.f / max_scale;
             for (int j = 0; j < kGroups; ++j) {
-              int8_t l = static_cast<int8_t>(KNearestIntScalar(iscale * sc[j]));
+              int8_t l = static_cast<int8_t>(::hwyquant::NearestInt(iscale * sc[j]));
               l = static_cast<int8_t>(std::max<int>(-32, std::min<int>(31, l)) + 32);
               SetScale(j, l, b.scales);
             }

@@ -86,7 +86,7 @@ struct Q6KCodec {
         const float iscale = -128.f / max_scale;
         b.d = F32ToF16(1 / iscale);
         for (int ib = 0; ib < kGroups; ++ib) {
-          b.scales[ib] = static_cast<int8_t>(std::min(127, KNearestIntScalar(iscale * sc[ib])));
+          b.scales[ib] = static_cast<int8_t>(std::min(127, ::hwyquant::NearestInt(iscale * sc[ib])));
         }
         const float d_all = F16ToF32(b.d);
         for (int j = 0; j < kGroups; ++j) {
