@@ -130,8 +130,8 @@ void RegisterFetchCommand(CLI::App& app) {
       "fetch",
       "Download a model from the Hugging Face Hub into the huggingface_hub cache (shared with\n"
       "Python tools) and print its local snapshot folder, usable as SRC of convert and run.\n"
-      "Only what conversion needs is downloaded: configs, tokenizer files and the safetensors\n"
-      "weights (never .bin/.pth/.gguf).\n"
+      "Only what conversion needs is downloaded: the model card, configs, tokenizer files and the\n"
+      "safetensors weights (never .bin/.pth/.gguf).\n"
       "  hwyquant fetch ORG/NAME[@REVISION] [--token T] [--cache-dir DIR]");
   command->add_option("model", args->spec, "Hub model id ORG/NAME, optionally @REVISION")
       ->required();
