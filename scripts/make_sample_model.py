@@ -165,15 +165,12 @@ def main():
         "model_max_length": CONTEXT,
         "tokenizer_class": "LlamaTokenizer",
     }
-    special_map = {k: {"content": v, "lstrip": False, "normalized": False, "rstrip": False,
-                       "single_word": False}
-                   for k, v in (("bos_token", "<s>"), ("eos_token", "</s>"), ("unk_token", "<unk>"))}
-
+    # No special_tokens_map.json: tokenizer_config.json names the special tokens already, and the
+    # converted GGUF is the same without it.
     files = {
         "config.json": json.dumps(config, indent=2) + "\n",
         "generation_config.json": json.dumps({"bos_token_id": 1, "eos_token_id": 2}, indent=2) + "\n",
         "tokenizer_config.json": json.dumps(tokenizer_config, indent=2) + "\n",
-        "special_tokens_map.json": json.dumps(special_map, indent=2) + "\n",
     }
     for name, text in files.items():
         with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:

@@ -159,8 +159,8 @@ TEST_CASE(
                       .c_str()) == 0);
   size_t total = 0;
   for (const char* f : {"config.json", "generation_config.json",
-                        "model.safetensors", "special_tokens_map.json",
-                        "tokenizer.model", "tokenizer_config.json"}) {
+                        "model.safetensors", "tokenizer.model",
+                        "tokenizer_config.json"}) {
     INFO(f);
     const std::vector<uint8_t> checked_in = test::ReadFileBytes(dir + "/" + f);
     CHECK(checked_in == test::ReadFileBytes(regenerated + "/" + f));
