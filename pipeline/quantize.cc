@@ -98,6 +98,13 @@ const T* AlignedView(const uint8_t* bytes, size_t count, std::vector<T>& scratch
 void ToFloat(Type type, const uint8_t* src, int64_t n_per_row, int64_t nrows, float* dst,
              int nthreads) {
   const size_t row_size = RowSize(type, n_per_row);
+  // Quantized blocks start with an f16 scale; a GGUF with general.alignment 1 can place a tensor
+  // at an odd offset, which the kernels refuse, so such a tensor is dequantized from a copy.
+  std::vector<HalfBits> aligned;
+  if (type != Type::kF32 && type != Type::kF16 && type != Type::kBF16) {
+    src = reinterpret_cast<const uint8_t*>(AlignedView(
+        src, static_cast<size_t>(nrows) * row_size / sizeof(HalfBits), aligned));
+  }
   ParallelOverRows(nrows, nthreads, [&](int64_t first, int64_t count) {
     const uint8_t* rows = src + static_cast<size_t>(first) * row_size;
     float* out = dst + first * n_per_row;
@@ -116,11 +123,6 @@ void ToFloat(Type type, const uint8_t* src, int64_t n_per_row, int64_t nrows, fl
         std::memcpy(&h, rows + 2 * i, 2);
         out[i] = BF16ToF32(h);
       }
-    } else if (reinterpret_cast<uintptr_t>(rows) % alignof(HalfBits) != 0) {
-      // Blocks start with an f16 scale; a GGUF with general.alignment 1 can place a tensor at an
-      // odd offset, which the kernels refuse. Dequantize from an aligned copy instead.
-      std::vector<uint8_t> copy(rows, rows + static_cast<size_t>(count) * row_size);
-      Dequantize(type, copy.data(), out, count, n_per_row);
     } else {
       Dequantize(type, rows, out, count, n_per_row);
     }
