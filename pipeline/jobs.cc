@@ -123,11 +123,16 @@ bool HasGgufMagic(const std::string& path) {
 
 // Per-tensor statistics cost a dequantize and a matrix product per tensor; on by default so the
 // web page's quality view works, off with extra_options.stats = "false" (validated on create).
+std::optional<bool> ParseStatsOption(const std::string& value) {
+  const std::string v = Lower(value);
+  if (v == "true" || v == "1" || v == "yes") return true;
+  if (v == "false" || v == "0" || v == "no") return false;
+  return std::nullopt;
+}
+
 bool WantsStats(const JobRecord& job) {
   auto it = job.extra_options.find("stats");
-  if (it == job.extra_options.end()) return true;
-  const std::string v = Lower(it->second);
-  return v == "true" || v == "1" || v == "yes";
+  return it == job.extra_options.end() || ParseStatsOption(it->second).value_or(true);
 }
 
 // Output file name: "<model base>-<TYPE>.gguf".
@@ -629,11 +634,9 @@ JobRecord JobManager::Create(const nlohmann::json& request) {
       }
       rec.extra_options[o.key()] = o.value().get<std::string>();
     }
-    if (auto stats = rec.extra_options.find("stats"); stats != rec.extra_options.end()) {
-      const std::string v = Lower(stats->second);
-      if (v != "true" && v != "false" && v != "1" && v != "0" && v != "yes" && v != "no") {
-        throw ApiError(400, "extra_options.stats must be \"true\" or \"false\"");
-      }
+    if (auto stats = rec.extra_options.find("stats");
+        stats != rec.extra_options.end() && !ParseStatsOption(stats->second)) {
+      throw ApiError(400, "extra_options.stats must be \"true\" or \"false\"");
     }
   }
 
