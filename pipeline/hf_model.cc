@@ -645,6 +645,24 @@ class QwenArchitecture : public DecoderArchitecture {
   }
 };
 
+// Gemma's block tensors: four norms around attention and the MLP.
+const std::vector<std::pair<std::string, std::string>>& GemmaLayerNames() {
+  static const std::vector<std::pair<std::string, std::string>> kNames = {
+      {"input_layernorm", "attn_norm"},
+      {"self_attn.q_proj", "attn_q"},
+      {"self_attn.k_proj", "attn_k"},
+      {"self_attn.v_proj", "attn_v"},
+      {"self_attn.o_proj", "attn_output"},
+      {"post_attention_layernorm", "post_attention_norm"},
+      {"pre_feedforward_layernorm", "ffn_norm"},
+      {"post_feedforward_layernorm", "post_ffw_norm"},
+      {"mlp.gate_proj", "ffn_gate"},
+      {"mlp.up_proj", "ffn_up"},
+      {"mlp.down_proj", "ffn_down"},
+  };
+  return kNames;
+}
+
 // Gemma 2 (Gemma2Model): its own hyperparameter list, four norms per block
 // stored as w - 1, no lm_head (tied), sentencepiece vocabulary without a space
 // prefix.
@@ -653,20 +671,8 @@ class Gemma2Architecture : public DecoderArchitecture {
   Gemma2Architecture(std::string dir, Json hparams)
       : DecoderArchitecture(
             std::move(dir), std::move(hparams),
-            Spec{"Gemma2ForCausalLM",
-                 "gemma2",
-                 /*undo_permute=*/false,
-                 {{"input_layernorm", "attn_norm"},
-                  {"self_attn.q_proj", "attn_q"},
-                  {"self_attn.k_proj", "attn_k"},
-                  {"self_attn.v_proj", "attn_v"},
-                  {"self_attn.o_proj", "attn_output"},
-                  {"post_attention_layernorm", "post_attention_norm"},
-                  {"pre_feedforward_layernorm", "ffn_norm"},
-                  {"post_feedforward_layernorm", "post_ffw_norm"},
-                  {"mlp.gate_proj", "ffn_gate"},
-                  {"mlp.up_proj", "ffn_up"},
-                  {"mlp.down_proj", "ffn_down"}}}) {}
+            Spec{"Gemma2ForCausalLM", "gemma2", /*undo_permute=*/false,
+                 GemmaLayerNames()}) {}
 
   std::optional<Mapped> MapTensor(const std::string& hf) const override {
     if (hf == "lm_head.weight") return std::nullopt;  // tied; convert skips it
@@ -748,22 +754,7 @@ class Gemma3Architecture : public DecoderArchitecture {
   Gemma3Architecture(std::string dir, Json hparams, const char* hf)
       : DecoderArchitecture(
             std::move(dir), std::move(hparams),
-            Spec{hf,
-                 "gemma3",
-                 /*undo_permute=*/false,
-                 {{"input_layernorm", "attn_norm"},
-                  {"self_attn.q_proj", "attn_q"},
-                  {"self_attn.q_norm", "attn_q_norm"},
-                  {"self_attn.k_proj", "attn_k"},
-                  {"self_attn.k_norm", "attn_k_norm"},
-                  {"self_attn.v_proj", "attn_v"},
-                  {"self_attn.o_proj", "attn_output"},
-                  {"post_attention_layernorm", "post_attention_norm"},
-                  {"pre_feedforward_layernorm", "ffn_norm"},
-                  {"post_feedforward_layernorm", "post_ffw_norm"},
-                  {"mlp.gate_proj", "ffn_gate"},
-                  {"mlp.up_proj", "ffn_up"},
-                  {"mlp.down_proj", "ffn_down"}}}) {
+            Spec{hf, "gemma3", /*undo_permute=*/false, LayerNames()}) {
     if (hparams_.contains("attn_logit_softcapping") &&
         !hparams_["attn_logit_softcapping"].is_null()) {
       throw Error(ConfigPath(dir_) +
@@ -892,6 +883,14 @@ class Gemma3Architecture : public DecoderArchitecture {
     }
     return static_cast<int64_t>(tj["model"]["vocab"].size() +
                                 tj["added_tokens"].size());
+  }
+
+  // Gemma 2's names plus the per-head q/k norms.
+  static std::vector<std::pair<std::string, std::string>> LayerNames() {
+    std::vector<std::pair<std::string, std::string>> names = GemmaLayerNames();
+    names.emplace_back("self_attn.q_norm", "attn_q_norm");
+    names.emplace_back("self_attn.k_norm", "attn_k_norm");
+    return names;
   }
 
   int64_t vocab_rows_ = -1;
