@@ -11,22 +11,7 @@ cd "$(dirname "$0")/.."
 build_dir=${HWYQUANT_AARCH64_BUILD_DIR:-build-aarch64}
 jobs=${HWYQUANT_JOBS:-$(nproc)}
 
-packages=(g++-aarch64-linux-gnu libhwy-dev:arm64 libssl-dev:arm64 qemu-user-static)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -ne 0 ]; then
-  echo "cross-aarch64: installing ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  export DEBIAN_FRONTEND=noninteractive
-  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-    $SUDO dpkg --add-architecture arm64
-  fi
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+./scripts/install-deps.sh g++-aarch64-linux-gnu libhwy-dev:arm64 libssl-dev:arm64 qemu-user-static
 
 start=$SECONDS
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \

@@ -4,23 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(chromium chromium-driver nodejs)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
 # Some Node.js builds (NodeSource's) ship npm inside the nodejs package; Debian's needs its own.
-command -v npm >/dev/null 2>&1 || missing+=(npm)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "install-browser-test-deps: installing ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-else
-  echo "install-browser-test-deps: ${packages[*]} and npm present"
-fi
+npm_package=()
+command -v npm >/dev/null 2>&1 || npm_package=(npm)
+./scripts/install-deps.sh chromium chromium-driver nodejs "${npm_package[@]}"
 
 # playwright-core has no install script and fetches no browser; the flag makes that explicit.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
