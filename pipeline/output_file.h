@@ -4,13 +4,16 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace hwyquant {
 
-// Writes go to a temporary file beside the final path (same directory, so the rename is atomic);
-// Commit() flushes, fsyncs and renames it over the final path. Destroying an uncommitted
+// Writes go to a temporary file beside the final path (same directory, so the rename is atomic),
+// with direct I/O where the file system allows it; Commit() flushes, fsyncs and renames it over
+// the final path. Destroying an uncommitted
 // OutputFile removes the temporary, so a failed run never leaves a partial output behind.
 // Every I/O failure (ENOSPC, EFBIG from RLIMIT_FSIZE, EIO...) throws hwyquant::Error naming the
 // final path and the cause.
@@ -34,6 +37,8 @@ class OutputFile {
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
   const std::string& temp_path() const { return temp_path_; }
+  // Whether appended bytes still bypass the page cache (O_DIRECT).
+  bool uses_direct_io() const { return direct_buffer_ != nullptr; }
 
   // Makes the file durable and visible under path(). Further writes are errors.
   void Commit();
@@ -41,6 +46,11 @@ class OutputFile {
  private:
   void FlushBuffer();
   void WriteFully(const void* data, size_t size);
+  void StartWriteback();
+  void EnterDirectMode();
+  void LeaveDirectMode();
+  void FlushDirect();
+  void FlushDirectTail();
   [[noreturn]] void Fail(const std::string& what, int error_number) const;
 
   std::string path_;
@@ -48,7 +58,16 @@ class OutputFile {
   int fd_ = -1;
   bool committed_ = false;
   uint64_t size_ = 0;
+  uint64_t file_end_ = 0;        // bytes appended to the file so far
+  uint64_t writeback_from_ = 0;  // start of the appended bytes not yet sent to the disk
   std::vector<uint8_t> buffer_;  // coalesces small writes (headers, padding)
+  // Direct mode (O_DIRECT): whole aligned blocks of appended bytes are written from here; null
+  // in buffered mode.
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint8_t, FreeDeleter> direct_buffer_;
+  size_t direct_used_ = 0;
 };
 
 }  // namespace hwyquant

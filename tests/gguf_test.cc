@@ -1,5 +1,6 @@
 // Tests of OutputFile and the GGUF reader/writer: round trips, every value type, v2, and
 // corrupt or truncated files (which must fail with a clear Error, never crash).
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -215,6 +216,100 @@ TEST_CASE("OutputFile commits by rename and leaves nothing when abandoned", "[ou
     CHECK(test::ReadFileBytes(path).size() == 8);
   }
   CHECK(test::ReadFileBytes(path).size() == 8);
+}
+
+// Bytes that differ at every offset, so a block written at the wrong place shows.
+std::vector<uint8_t> PatternBytes(size_t size) {
+  std::vector<uint8_t> bytes(size);
+  uint32_t state = 12345;
+  for (uint8_t& b : bytes) {
+    state = state * 1664525u + 1013904223u;
+    b = static_cast<uint8_t>(state >> 24);
+  }
+  return bytes;
+}
+
+// Appends expected[done, done + size) to out and to nothing else.
+void AppendPart(OutputFile& out, const std::vector<uint8_t>& expected, size_t& done, size_t size) {
+  out.Write(expected.data() + done, size);
+  done += size;
+}
+
+TEST_CASE("OutputFile writes exact bytes across direct-I/O blocks, patches and the tail",
+          "[output_file]") {
+  TempDir dir;
+  // Pieces straddle 4 KiB blocks and the 8 MiB direct buffer, end mid-block, and one is larger
+  // than the buffer.
+  const std::vector<size_t> pieces = {1,       4095,    4097, (1 << 20) + 3, 3 << 20,
+                                      5 << 20, 9 << 20, 7,    (2 << 20) - 11};
+  size_t total = 0;
+  for (size_t piece : pieces) total += piece;
+  std::vector<uint8_t> expected = PatternBytes(total);
+
+  SECTION("appends only") {
+    const std::string path = dir.path() + "/appended.bin";
+    OutputFile out(path);
+    // Where the file system takes O_DIRECT, OutputFile must be using it for this to test it.
+    const std::string probe = dir.path() + "/probe";
+    const int probe_fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_DIRECT, 0600);
+    if (probe_fd >= 0) {
+      ::close(probe_fd);
+      ::unlink(probe.c_str());
+      CHECK(out.uses_direct_io());
+    }
+    size_t done = 0;
+    for (size_t piece : pieces) AppendPart(out, expected, done, piece);
+    CHECK(out.size() == total);
+    out.Commit();
+    CHECK(test::ReadFileBytes(path) == expected);
+  }
+  SECTION("patches already written bytes, then appends more") {
+    const std::string path = dir.path() + "/patched.bin";
+    OutputFile out(path);
+    size_t done = 0;
+    for (size_t i = 0; i < 6; ++i) AppendPart(out, expected, done, pieces[i]);
+    // Past 8 MiB, so the first patch lands in bytes already on disk.
+    REQUIRE(done > (size_t{8} << 20) + 10);
+    const uint8_t patch[3] = {0xDE, 0xAD, 0x01};
+    out.WriteAt(5, patch, 3);
+    out.WriteAt((size_t{8} << 20) + 7, patch, 3);
+    std::memcpy(expected.data() + 5, patch, 3);
+    std::memcpy(expected.data() + (size_t{8} << 20) + 7, patch, 3);
+    for (size_t i = 6; i < pieces.size(); ++i) AppendPart(out, expected, done, pieces[i]);
+    out.Commit();
+    CHECK(test::ReadFileBytes(path) == expected);
+  }
+}
+
+TEST_CASE("OutputFile fits a file that ends exactly at RLIMIT_FSIZE", "[output_file]") {
+  // Direct I/O writes the last partial block padded; the padding must not trip the limit.
+  TempDir dir;
+  const std::string path = dir.path() + "/exact.bin";
+  const size_t size = (size_t{8} << 20) + 1000;
+  const std::vector<uint8_t> expected = PatternBytes(size);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    struct rlimit limit = {size, size};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    int code = 10;
+    try {
+      OutputFile out(path);
+      out.Write(expected.data(), 3);
+      out.Write(expected.data() + 3, size - 3);
+      out.Commit();
+      code = 0;
+    } catch (const Error& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      code = 11;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(test::ReadFileBytes(path) == expected);
 }
 
 TEST_CASE("OutputFile reports an unwritable directory naming the file", "[output_file]") {
