@@ -705,20 +705,6 @@ const uint8_t* GgufFile::TensorData(size_t index) const {
   return data_ + data_offset_ + tensors_[index].offset;
 }
 
-void GgufFile::PrefetchTensorPages(size_t index) const {
-  if (mapping_ == nullptr || index >= tensors_.size()) return;
-#ifdef MADV_POPULATE_READ
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  const uint64_t begin = data_offset_ + tensors_[index].offset;
-  const uint64_t end = begin + tensors_[index].size;
-  const uint64_t first = begin / page * page;
-  if (end > first) {
-    // Best effort: kernels before 5.14 say EINVAL and the pages fault in one by one as before.
-    ::madvise(static_cast<uint8_t*>(mapping_) + first, end - first, MADV_POPULATE_READ);
-  }
-#endif
-}
-
 void GgufFile::ReleaseTensorPages(size_t index) const {
   if (mapping_ == nullptr || index >= tensors_.size()) return;
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));

@@ -164,8 +164,6 @@ class GgufFile {
   int64_t FindTensor(std::string_view name) const;
   // The tensor's bytes inside the mapping (valid while this object lives).
   const uint8_t* TensorData(size_t index) const;
-  // Maps a tensor's pages in one call before it is read (MADV_POPULATE_READ where available).
-  void PrefetchTensorPages(size_t index) const;
   // Tells the kernel the pages of a tensor are no longer needed (keeps peak RSS down when a
   // large model is streamed tensor by tensor); the data stays readable.
   void ReleaseTensorPages(size_t index) const;

@@ -51,14 +51,19 @@ class TensorBytes {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
 
+  // Maps the pages of [offset, offset + length) in one call (MADV_POPULATE_READ where the kernel
+  // has it): far cheaper than a page fault per 4 KiB in the threads that read them.
+  void Prefetch(size_t offset, size_t length) const;
+
  private:
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
   std::shared_ptr<const void> keeper_;
 };
 
-// The abstract model. Quantization asks for tensors one at a time, in any order, and drops each
-// TensorBytes before asking for the next, so a source only ever needs one tensor in memory.
+// The abstract model. Quantization asks for tensors from one thread, in its own order, and holds
+// only the few it is working on (about one large tensor's worth of bytes), so a source never
+// needs the whole model in memory.
 class ModelSource {
  public:
   virtual ~ModelSource() = default;

@@ -6,11 +6,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <memory>
+#include <optional>
 #include <exception>
 #include <numeric>
 #include <thread>
 
 #include "hwyquant/hwyquant.h"
+#include "pipeline/conversion_workers.h"
 #include "pipeline/output_file.h"
 #include "pipeline/quantize_stats.h"
 
@@ -45,6 +49,15 @@ std::string FormatMiB(uint64_t bytes) {
 void SetKvLast(std::vector<GgufKv>& kv, const std::string& key, GgufValue value) {
   RemoveKv(kv, key);
   kv.push_back({key, std::move(value)});
+}
+
+// Load-ahead limits: enough tensors that the workers never wait for the main thread's reading
+// and writing, few enough that memory stays near one tensor's size.
+constexpr size_t kMaxTensorsAhead = 16;
+constexpr uint64_t kMinLoadAheadBytes = uint64_t{64} << 20;
+
+uint64_t InFlightBytes(const TensorPlan& t) {
+  return t.source_bytes + (t.converts() ? t.target_bytes : 0);
 }
 
 int ThreadCount(int requested) {
@@ -83,17 +96,6 @@ void ParallelOverRows(int64_t nrows, int nthreads, const Fn& fn) {
   }
 }
 
-// A pointer of type T into bytes, copied into scratch first when the bytes are misaligned.
-template <class T>
-const T* AlignedView(const uint8_t* bytes, size_t count, std::vector<T>& scratch) {
-  if (reinterpret_cast<uintptr_t>(bytes) % alignof(T) == 0) {
-    return reinterpret_cast<const T*>(bytes);
-  }
-  scratch.resize(count);
-  std::memcpy(scratch.data(), bytes, count * sizeof(T));
-  return scratch.data();
-}
-
 // The tensor's weights as f32 (widened or dequantized), for requantization and statistics.
 void ToFloat(Type type, const uint8_t* src, int64_t n_per_row, int64_t nrows, float* dst,
              int nthreads) {
@@ -127,57 +129,6 @@ void ToFloat(Type type, const uint8_t* src, int64_t n_per_row, int64_t nrows, fl
       Dequantize(type, rows, out, count, n_per_row);
     }
   });
-}
-
-struct Scratch {
-  std::vector<uint8_t> converted;
-  std::vector<float> floats;
-  std::vector<uint16_t> halves;
-};
-
-// Converts one tensor from its source type to the target type, matrix by matrix (each expert
-// of a stacked tensor has its own imatrix slice).
-void ConvertTensor(const TensorPlan& t, const uint8_t* src, uint8_t* dst, int nthreads,
-                   Scratch& scratch) {
-  const int64_t n_per_row = t.dims[0];
-  const int64_t rows_per_matrix = t.dims.size() > 1 ? t.dims[1] : 1;
-  const int64_t elements = t.ElementCount();
-  if (elements == 0) return;
-  const int64_t matrices = elements / (n_per_row * rows_per_matrix);
-  const int64_t experts = t.dims.size() > 2 ? t.dims[2] : 1;
-  const size_t src_matrix_bytes = RowSize(t.source_type, n_per_row) * rows_per_matrix;
-  const size_t dst_row_bytes = RowSize(t.target_type, n_per_row);
-  const size_t dst_matrix_bytes = dst_row_bytes * rows_per_matrix;
-  const size_t matrix_elements = static_cast<size_t>(n_per_row * rows_per_matrix);
-  for (int64_t m = 0; m < matrices; ++m) {
-    const uint8_t* matrix_src = src + m * src_matrix_bytes;
-    uint8_t* matrix_dst = dst + m * dst_matrix_bytes;
-    const float* imatrix =
-        t.imatrix != nullptr ? t.imatrix->data() + (m % experts) * n_per_row : nullptr;
-    if (t.source_type == Type::kF32) {
-      const float* rows = AlignedView(matrix_src, matrix_elements, scratch.floats);
-      QuantizeParallel(t.target_type, rows, matrix_dst, rows_per_matrix, n_per_row, imatrix,
-                       nthreads);
-    } else if (t.source_type == Type::kF16 || t.source_type == Type::kBF16) {
-      const uint16_t* rows = AlignedView(matrix_src, matrix_elements, scratch.halves);
-      const bool f16 = t.source_type == Type::kF16;
-      ParallelOverRows(rows_per_matrix, nthreads, [&](int64_t first, int64_t count) {
-        const uint16_t* part = rows + first * n_per_row;
-        uint8_t* out = matrix_dst + static_cast<size_t>(first) * dst_row_bytes;
-        if (f16) {
-          QuantizeF16(t.target_type, part, out, count, n_per_row, imatrix);
-        } else {
-          QuantizeBF16(t.target_type, part, out, count, n_per_row, imatrix);
-        }
-      });
-    } else {
-      scratch.floats.resize(matrix_elements);
-      ToFloat(t.source_type, matrix_src, n_per_row, rows_per_matrix, scratch.floats.data(),
-              nthreads);
-      QuantizeParallel(t.target_type, scratch.floats.data(), matrix_dst, rows_per_matrix,
-                       n_per_row, imatrix, nthreads);
-    }
-  }
 }
 
 }  // namespace
@@ -381,34 +332,80 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
     writer = std::make_unique<GgufWriter>(*out, plan.kv, std::move(infos));
   }
 
-  Scratch scratch;
+  // Tensors are loaded ahead of the one being written while the bytes in flight (sources not yet
+  // released, outputs not yet written) fit the budget: the largest tensor's source and output
+  // plus the largest output, which may still be waiting to be written; at least
+  // kMinLoadAheadBytes. The first tensor not yet converted always loads.
+  uint64_t largest = 0;
+  uint64_t largest_output = 0;
+  for (const TensorPlan& t : plan.tensors) {
+    largest = std::max(largest, InFlightBytes(t));
+    if (t.converts()) largest_output = std::max(largest_output, t.target_bytes);
+  }
+  const uint64_t budget = std::max(kMinLoadAheadBytes, largest + largest_output);
+  BufferPool outputs(budget);
+  std::deque<std::unique_ptr<TensorJob>> in_flight;  // loaded, not yet written; oldest first
+  uint64_t in_flight_bytes = 0;
+  size_t next_to_load = 0;
+  std::optional<ConversionWorkers> workers;  // destroyed before in_flight, which it reads
+  if (!options.dry_run) workers.emplace(nthreads);
+  // Submits tensors (first_needed always, later ones within the limits); their pages are mapped
+  // by prefetch_submitted, which can then run after other work that frees memory.
+  const auto load_ahead = [&](size_t first_needed) {
+    while (next_to_load < plan.tensors.size() &&
+           (next_to_load <= first_needed ||
+            (next_to_load - first_needed <= kMaxTensorsAhead &&
+             in_flight_bytes + InFlightBytes(plan.tensors[next_to_load]) <= budget))) {
+      const TensorPlan& next = plan.tensors[next_to_load];
+      TensorBytes bytes = source.LoadTensor(next.source_index);
+      if (bytes.size() != next.source_bytes) {
+        throw Error(source.Describe() + ": tensor '" + next.name + "' has " +
+                    std::to_string(bytes.size()) + " bytes, expected " +
+                    std::to_string(next.source_bytes));
+      }
+      in_flight.push_back(std::make_unique<TensorJob>(next, std::move(bytes), outputs));
+      in_flight_bytes += InFlightBytes(next);
+      workers->Submit(*in_flight.back());
+      ++next_to_load;
+    }
+  };
+  size_t next_to_prefetch = 0;
+  const auto prefetch_submitted = [&](size_t front) {
+    // After Submit, so the workers start on the first rows while the rest is being mapped.
+    for (; next_to_prefetch < next_to_load; ++next_to_prefetch) {
+      const TensorJob& job = *in_flight[next_to_prefetch - front];
+      job.source().Prefetch(0, job.source().size());
+    }
+  };
   for (size_t i = 0; i < plan.tensors.size(); ++i) {
     const TensorPlan& t = plan.tensors[i];
     if (!options.dry_run) {
-      const TensorBytes bytes = source.LoadTensor(t.source_index);
-      if (bytes.size() != t.source_bytes) {
-        throw Error(source.Describe() + ": tensor '" + t.name + "' has " +
-                    std::to_string(bytes.size()) + " bytes, expected " +
-                    std::to_string(t.source_bytes));
+      load_ahead(i);
+      prefetch_submitted(i);
+      TensorJob& job = *in_flight.front();
+      try {
+        workers->Wait(job);
+      } catch (const Error& e) {
+        throw Error("tensor '" + t.name + "' (" + TypeName(t.source_type) + " -> " +
+                    TypeName(t.target_type) + "): " + e.what());
       }
-      const uint8_t* data = bytes.data();
-      if (t.converts()) {
-        scratch.converted.resize(t.target_bytes);
-        try {
-          ConvertTensor(t, bytes.data(), scratch.converted.data(), nthreads, scratch);
-        } catch (const Error& e) {
-          throw Error("tensor '" + t.name + "' (" + TypeName(t.source_type) + " -> " +
-                      TypeName(t.target_type) + "): " + e.what());
-        }
-        data = scratch.converted.data();
+      const bool release_early = t.converts() && !options.stats;
+      if (release_early) {
+        // The source is done with: its bytes make room for the next tensors, submitted first so
+        // that the workers go on while its pages are released and this tensor is written.
+        in_flight_bytes -= t.source_bytes;
+        load_ahead(i + 1);
+        job.ReleaseSource();
+        prefetch_submitted(i);
       }
+      const uint8_t* data = job.result();
       writer->WriteTensorData(data, t.target_bytes);
       if (options.stats && t.converts() && t.ElementCount() > 0) {
         const int64_t n_per_row = t.dims[0];
         const int64_t rows = t.ElementCount() / n_per_row;
         std::vector<float> original(static_cast<size_t>(t.ElementCount()));
         std::vector<float> restored(original.size());
-        ToFloat(t.source_type, bytes.data(), n_per_row, rows, original.data(), nthreads);
+        ToFloat(t.source_type, job.source().data(), n_per_row, rows, original.data(), nthreads);
         ToFloat(t.target_type, data, n_per_row, rows, restored.data(), nthreads);
         TensorStats stats = ComputeTensorStats(original.data(), restored.data(), n_per_row, rows,
                                                /*seed=*/i + 1);
@@ -416,6 +413,9 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
         stats.type = t.target_type;
         result.stats.push_back(std::move(stats));
       }
+      in_flight_bytes -= release_early ? t.target_bytes : InFlightBytes(t);
+      outputs.Give(job.TakeOutput());
+      in_flight.pop_front();  // releases the source pages, if still held
     }
     result.source_bytes += t.source_bytes;
     result.target_bytes += t.target_bytes;

@@ -91,9 +91,10 @@ struct QuantizeResult {
   std::vector<TensorStats> stats;
 };
 
-// Streams the plan into output_path (ignored for a dry run): each tensor is loaded, converted
-// with the public kernel API (rows split over threads), written, and released before the next.
-// On any error nothing is left at output_path.
+// Streams the plan into output_path (ignored for a dry run): worker threads convert tensors in
+// row chunks with the public kernel API while this thread writes the previous tensor and loads
+// the next ones (a few at most, bounded by the largest tensor's size), releasing each after
+// writing it. On any error nothing is left at output_path.
 QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
                                const std::string& output_path, const QuantizeOptions& options,
                                QuantizeProgressListener* progress);

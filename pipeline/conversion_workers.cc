@@ -1,0 +1,138 @@
+// TensorJob's chunked conversion and the worker pool that runs it.
+#include "pipeline/conversion_workers.h"
+
+#include <algorithm>
+
+namespace hwyquant {
+namespace {
+
+// About 256 KiB of f32 per chunk: long enough that claiming a chunk costs nothing measurable,
+// short enough that the last tensor of a model still splits evenly over the workers.
+constexpr int64_t kChunkWeights = 64 * 1024;
+
+}  // namespace
+
+BufferPool::Buffer BufferPool::Take(size_t size) {
+  auto best = idle_.end();
+  for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+    if (it->capacity >= size && (best == idle_.end() || it->capacity < best->capacity)) best = it;
+  }
+  if (best == idle_.end()) return {std::unique_ptr<uint8_t[]>(new uint8_t[size]), size};
+  Buffer buffer = std::move(*best);
+  idle_.erase(best);
+  idle_bytes_ -= buffer.capacity;
+  return buffer;
+}
+
+void BufferPool::Give(Buffer buffer) {
+  if (!buffer.bytes) return;
+  idle_bytes_ += buffer.capacity;
+  idle_.push_back(std::move(buffer));
+  while (idle_bytes_ > max_idle_bytes_) {
+    const auto smallest = std::min_element(
+        idle_.begin(), idle_.end(),
+        [](const Buffer& a, const Buffer& b) { return a.capacity < b.capacity; });
+    idle_bytes_ -= smallest->capacity;
+    idle_.erase(smallest);
+  }
+}
+
+TensorJob::TensorJob(const TensorPlan& plan, TensorBytes source, BufferPool& outputs)
+    : plan_(plan), source_(std::move(source)) {
+  const int64_t elements = plan_.ElementCount();
+  if (!plan_.converts() || elements == 0) return;
+  converted_ = outputs.Take(plan_.target_bytes);
+  n_per_row_ = plan_.dims[0];
+  rows_per_matrix_ = plan_.dims.size() > 1 ? plan_.dims[1] : 1;
+  const int64_t matrices = elements / (n_per_row_ * rows_per_matrix_);
+  chunk_rows_ = std::max<int64_t>(1, kChunkWeights / n_per_row_);
+  chunks_per_matrix_ = (rows_per_matrix_ + chunk_rows_ - 1) / chunk_rows_;
+  chunk_count_ = chunks_per_matrix_ * matrices;
+}
+
+void TensorJob::ConvertChunk(int64_t chunk, Scratch& scratch) {
+  const Type source_type = plan_.source_type;
+  const Type target_type = plan_.target_type;
+  const int64_t matrix = chunk / chunks_per_matrix_;
+  const int64_t first_in_matrix = (chunk % chunks_per_matrix_) * chunk_rows_;
+  const int64_t rows = std::min(chunk_rows_, rows_per_matrix_ - first_in_matrix);
+  const size_t first_row = static_cast<size_t>(matrix * rows_per_matrix_ + first_in_matrix);
+  const size_t source_row_bytes = RowSize(source_type, n_per_row_);
+  const uint8_t* src = source_.data() + first_row * source_row_bytes;
+  uint8_t* dst = converted_.bytes.get() + first_row * RowSize(target_type, n_per_row_);
+  const int64_t experts = plan_.dims.size() > 2 ? plan_.dims[2] : 1;
+  const float* imatrix =
+      plan_.imatrix != nullptr ? plan_.imatrix->data() + (matrix % experts) * n_per_row_ : nullptr;
+  const size_t weights = static_cast<size_t>(rows * n_per_row_);
+  if (source_type == Type::kF32) {
+    Quantize(target_type, AlignedView(src, weights, scratch.floats), dst, rows, n_per_row_,
+             imatrix);
+  } else if (source_type == Type::kF16) {
+    QuantizeF16(target_type, AlignedView(src, weights, scratch.halves), dst, rows, n_per_row_,
+                imatrix);
+  } else if (source_type == Type::kBF16) {
+    QuantizeBF16(target_type, AlignedView(src, weights, scratch.halves), dst, rows, n_per_row_,
+                 imatrix);
+  } else {
+    // Quantized blocks start with an f16 scale and have even sizes.
+    const size_t bytes = static_cast<size_t>(rows) * source_row_bytes;
+    const HalfBits* blocks = AlignedView(src, bytes / sizeof(HalfBits), scratch.halves);
+    scratch.floats.resize(weights);
+    Dequantize(source_type, blocks, scratch.floats.data(), rows, n_per_row_);
+    Quantize(target_type, scratch.floats.data(), dst, rows, n_per_row_, imatrix);
+  }
+}
+
+ConversionWorkers::ConversionWorkers(int nthreads) {
+  // Resolve the SIMD target here so workers only read the dispatch table.
+  (void)ActiveTarget();
+  for (int i = 0; i < std::max(1, nthreads); ++i) threads_.emplace_back([this] { Work(); });
+}
+
+ConversionWorkers::~ConversionWorkers() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  work_ready_.notify_all();
+  for (std::thread& thread : threads_) thread.join();
+}
+
+void ConversionWorkers::Submit(TensorJob& job) {
+  if (job.chunk_count_ == 0) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back(&job);
+  }
+  work_ready_.notify_all();
+}
+
+void ConversionWorkers::Wait(TensorJob& job) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  job_done_.wait(lock, [&] { return job.chunks_done_ == job.chunk_count_; });
+  if (job.error_) std::rethrow_exception(job.error_);
+}
+
+void ConversionWorkers::Work() {
+  TensorJob::Scratch scratch;
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    work_ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    TensorJob& job = *queue_.front();
+    const int64_t chunk = job.next_chunk_++;
+    if (job.next_chunk_ == job.chunk_count_) queue_.pop_front();
+    lock.unlock();
+    std::exception_ptr error;
+    try {
+      job.ConvertChunk(chunk, scratch);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    lock.lock();
+    if (error && !job.error_) job.error_ = error;
+    if (++job.chunks_done_ == job.chunk_count_) job_done_.notify_all();
+  }
+}
+
+}  // namespace hwyquant

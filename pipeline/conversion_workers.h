@@ -1,0 +1,128 @@
+// A persistent pool that converts tensors chunk by chunk, so loading and writing one tensor
+// overlap with converting the next and no core waits at a per-tensor barrier.
+#ifndef HWYQUANT_PIPELINE_CONVERSION_WORKERS_H_
+#define HWYQUANT_PIPELINE_CONVERSION_WORKERS_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "hwyquant/hwyquant.h"
+#include "pipeline/model_source.h"
+#include "pipeline/quantize.h"
+
+namespace hwyquant {
+
+// A pointer of type T into bytes, copied into scratch first when the bytes are misaligned (a GGUF
+// with general.alignment 1 can place a tensor at an odd offset, which the kernels refuse).
+template <class T>
+const T* AlignedView(const uint8_t* bytes, size_t count, std::vector<T>& scratch) {
+  if (reinterpret_cast<uintptr_t>(bytes) % alignof(T) == 0) {
+    return reinterpret_cast<const T*>(bytes);
+  }
+  scratch.resize(count);
+  std::memcpy(scratch.data(), bytes, count * sizeof(T));
+  return scratch.data();
+}
+
+// Output buffers recycled from tensor to tensor: every first touch of a fresh allocation costs a
+// page fault and a zeroed page, which measured as much as a fifth of the time to write them.
+// Used from one thread.
+class BufferPool {
+ public:
+  struct Buffer {
+    std::unique_ptr<uint8_t[]> bytes;  // not value-initialized
+    size_t capacity = 0;
+  };
+
+  // Idle buffers beyond max_idle_bytes are freed, smallest first.
+  explicit BufferPool(uint64_t max_idle_bytes) : max_idle_bytes_(max_idle_bytes) {}
+
+  // The smallest idle buffer that holds size bytes, or a new one.
+  Buffer Take(size_t size);
+  void Give(Buffer buffer);
+
+ private:
+  std::vector<Buffer> idle_;
+  uint64_t idle_bytes_ = 0;
+  uint64_t max_idle_bytes_;
+};
+
+// One tensor on its way from source bytes to target bytes. Chunks are row ranges inside one
+// matrix (each expert of a stacked tensor has its own imatrix slice).
+class TensorJob {
+ public:
+  // Takes the output buffer from outputs (when the tensor converts) and splits the rows into
+  // chunks of about kChunkWeights.
+  TensorJob(const TensorPlan& plan, TensorBytes source, BufferPool& outputs);
+
+  const TensorPlan& plan() const { return plan_; }
+  // The target bytes; valid once the job is done.
+  const uint8_t* result() const {
+    return plan_.converts() ? converted_.bytes.get() : source_.data();
+  }
+  // Hands the output buffer back for the next tensors, once the result is written.
+  BufferPool::Buffer TakeOutput() { return std::move(converted_); }
+  const TensorBytes& source() const { return source_; }
+  // Drops the source bytes (and with them the source's pages) once a converting job is done.
+  void ReleaseSource() { source_ = TensorBytes(); }
+  int64_t chunk_count() const { return chunk_count_; }
+
+ private:
+  friend class ConversionWorkers;
+
+  struct Scratch {
+    std::vector<float> floats;
+    std::vector<uint16_t> halves;  // f16, bf16 or quantized blocks
+  };
+  void ConvertChunk(int64_t chunk, Scratch& scratch);
+
+  const TensorPlan& plan_;
+  TensorBytes source_;
+  BufferPool::Buffer converted_;
+  int64_t n_per_row_ = 0;
+  int64_t rows_per_matrix_ = 0;
+  int64_t chunk_rows_ = 0;
+  int64_t chunks_per_matrix_ = 0;
+  int64_t chunk_count_ = 0;
+  // Guarded by the pool's mutex.
+  int64_t next_chunk_ = 0;
+  int64_t chunks_done_ = 0;
+  std::exception_ptr error_;
+};
+
+// nthreads workers claim chunks in submission order, so they flow from one tensor into the next.
+// The destructor stops and joins them after their current chunk; destroy the pool before the
+// jobs it may still hold.
+class ConversionWorkers {
+ public:
+  explicit ConversionWorkers(int nthreads);
+  ~ConversionWorkers();
+  ConversionWorkers(const ConversionWorkers&) = delete;
+  ConversionWorkers& operator=(const ConversionWorkers&) = delete;
+
+  // job must stay alive until Wait(job) returns or the pool is destroyed.
+  void Submit(TensorJob& job);
+  // Blocks until every chunk of job is converted; rethrows the first error of its chunks.
+  void Wait(TensorJob& job);
+
+ private:
+  void Work();
+
+  std::mutex mutex_;
+  std::condition_variable work_ready_;
+  std::condition_variable job_done_;
+  std::deque<TensorJob*> queue_;  // jobs with unclaimed chunks, oldest first
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace hwyquant
+
+#endif  // HWYQUANT_PIPELINE_CONVERSION_WORKERS_H_
