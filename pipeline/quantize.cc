@@ -7,10 +7,10 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <memory>
-#include <optional>
 #include <exception>
+#include <memory>
 #include <numeric>
+#include <optional>
 #include <thread>
 
 #include "hwyquant/hwyquant.h"
@@ -343,7 +343,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
     if (t.converts()) largest_output = std::max(largest_output, t.target_bytes);
   }
   const uint64_t budget = std::max(kMinLoadAheadBytes, largest + largest_output);
-  BufferPool outputs(budget);
+  BufferPool outputs(/*max_idle_bytes=*/largest_output);
   std::deque<std::unique_ptr<TensorJob>> in_flight;  // loaded, not yet written; oldest first
   uint64_t in_flight_bytes = 0;
   size_t next_to_load = 0;

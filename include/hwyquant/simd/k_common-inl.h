@@ -244,34 +244,60 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt,
 }
 
 // make_qx_quants with rmse_type 1 and explicit weights (x*x when ggml passes no weights; the
-// caller computes them), n = group, for Lanes(df) groups. Levels (l + nmax) go to lt.
-template <class DF>
-HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int group, int nmax, const float* HWY_RESTRICT xt,
+// caller computes them), n = kGroup, for Lanes(df) groups. Levels (l + nmax) go to lt.
+template <int kGroup, class DF>
+HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int nmax, const float* HWY_RESTRICT xt,
                                      const float* HWY_RESTRICT wt, int32_t* HWY_RESTRICT lt) {
   using V = hn::Vec<DF>;
   const hn::RebindToSigned<DF> di;
   const size_t N = hn::Lanes(df);
   const V zero = hn::Zero(df);
+  // ggml's w*x[i]*l multiplies w*x first; that product does not depend on the scale tried.
+  HWY_ALIGN float wxt[kGroup * kMaxGroupLanes];
 
   V max = zero, amax = zero;
-  for (int i = 0; i < group; ++i) {
+  auto non_finite = hn::Not(hn::IsFinite(zero));  // all false
+  for (int i = 0; i < kGroup; ++i) {
     const V x = hn::Load(df, xt + i * N);
     const V ax = hn::Abs(x);
     const auto bigger = hn::Gt(ax, amax);
     amax = hn::IfThenElse(bigger, ax, amax);
     max = hn::IfThenElse(bigger, x, max);
+    non_finite = hn::Or(non_finite, hn::Not(hn::IsFinite(x)));
+    hn::Store(hn::Mul(hn::Load(df, wt + i * N), x), df, wxt + i * N);
   }
   const auto all_zero = hn::Lt(amax, hn::Set(df, kGroupMaxEps));
+  // In a kept lane of finite weights, |x| <= |max| bounds |iscale * x| by about nmax + 1, where
+  // rounding in float (ties to even) and clamping give nearest_int's level exactly, as a float.
+  // Its only difference, -0.0 for a tiny negative product, is added to sums that start at +0
+  // or multiplied into such terms, so no sum changes. Lanes with NaN or Inf (which reach
+  // nearest_int's integer bits) take the integer path; all-zero lanes are discarded anyway.
+  const bool float_levels = hn::AllFalse(df, hn::AndNot(all_zero, non_finite));
+  const V lowest = hn::Set(df, static_cast<float>(-nmax));
+  const V highest = hn::Set(df, static_cast<float>(nmax - 1));
+  const auto sums = [&](V iscale, V* sumlx, V* suml2) {
+    const auto accumulate = [&](auto level) {
+      V lx = zero, l2 = zero;
+      for (int i = 0; i < kGroup; ++i) {
+        const V l = level(hn::Load(df, xt + i * N));
+        lx = hn::Add(lx, hn::Mul(hn::Load(df, wxt + i * N), l));
+        l2 = hn::Add(l2, hn::Mul(hn::Mul(hn::Load(df, wt + i * N), l), l));
+      }
+      *sumlx = lx;
+      *suml2 = l2;
+    };
+    if (float_levels) {
+      accumulate([&](V x) { return hn::Min(hn::Max(hn::Round(hn::Mul(iscale, x)), lowest), highest); });
+    } else {
+      accumulate([&](V x) {
+        return hn::ConvertTo(df, KClamp(di, NearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
+      });
+    }
+  };
 
   V iscale = hn::Div(hn::Set(df, static_cast<float>(-nmax)), max);
-  V sumlx = zero, suml2 = zero;
-  for (int i = 0; i < group; ++i) {
-    const V x = hn::Load(df, xt + i * N);
-    const V w = hn::Load(df, wt + i * N);
-    const V l = hn::ConvertTo(df, KClamp(di, NearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
-    sumlx = hn::Add(sumlx, hn::Mul(hn::Mul(w, x), l));
-    suml2 = hn::Add(suml2, hn::Mul(hn::Mul(w, l), l));
-  }
+  V sumlx, suml2;
+  sums(iscale, &sumlx, &suml2);
   // C's `suml2 ? ... : 0` is true for NaN; Highway's Ne is an ordered compare, so use !Eq.
   V scale = hn::IfThenZeroElse(hn::Eq(suml2, zero), hn::Div(sumlx, suml2));
   V best = hn::Mul(scale, sumlx);
@@ -280,16 +306,7 @@ HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int group, int nmax, const float* HW
     if (is == 0) continue;
     const float numerator = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is));
     iscale = hn::Div(hn::Set(df, numerator), max);
-    sumlx = zero;
-    suml2 = zero;
-    for (int i = 0; i < group; ++i) {
-      const V x = hn::Load(df, xt + i * N);
-      const V w = hn::Load(df, wt + i * N);
-      const V l =
-          hn::ConvertTo(df, KClamp(di, NearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
-      sumlx = hn::Add(sumlx, hn::Mul(hn::Mul(w, x), l));
-      suml2 = hn::Add(suml2, hn::Mul(hn::Mul(w, l), l));
-    }
+    sums(iscale, &sumlx, &suml2);
     const auto better = hn::And(hn::Gt(suml2, zero),
                                 hn::Gt(hn::Mul(sumlx, sumlx), hn::Mul(best, suml2)));
     if (hn::AllFalse(df, better)) continue;
@@ -299,7 +316,7 @@ HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int group, int nmax, const float* HW
     best_iscale = hn::IfThenElse(better, iscale, best_iscale);
   }
   const auto keep = hn::RebindMask(di, hn::Not(all_zero));
-  for (int i = 0; i < group; ++i) {
+  for (int i = 0; i < kGroup; ++i) {
     const V x = hn::Load(df, xt + i * N);
     const auto l = hn::Add(KClamp(di, NearestInt(df, hn::Mul(best_iscale, x)), -nmax, nmax - 1),
                            hn::Set(di, nmax));

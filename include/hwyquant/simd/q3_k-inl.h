@@ -96,7 +96,7 @@ struct Q3KCodec {
             sumw = hn::Add(sumw, w);
           }
           hn::Store(sumw, df, lane_sw);
-          scale = KMakeQxQuants(df, 16, 4, xt, wt, lt);
+          scale = KMakeQxQuants<16>(df, 4, xt, wt, lt);
         }
         hn::Store(scale, df, lane_scale);
         for (size_t lane = 0; lane < cnt; ++lane) {
@@ -217,7 +217,7 @@ struct Q3KCodec {
       const size_t cnt = std::min(N, count - s0);
       KTransposeIn(df, scales + s0 * 16, cnt, 16, vt);
       KTransposeIn(df, sw + s0 * 16, cnt, 16, wt);
-      hn::Store(KMakeQxQuants(df, 16, 32, vt, wt, lt), df, result);
+      hn::Store(KMakeQxQuants<16>(df, 32, vt, wt, lt), df, result);
       for (size_t lane = 0; lane < cnt; ++lane) d_out[s0 + lane] = result[lane];
       KTransposeLevelsOut(df, lt, cnt, 16, Ls + s0 * 16);
     }

@@ -60,7 +60,7 @@ struct Q6KCodec {
             hn::Store(hn::Mul(xi, xi), df, wt + i * N);
           }
         }
-        hn::Store(KMakeQxQuants(df, 16, 32, xt, wt, lt), df, lane_scale);
+        hn::Store(KMakeQxQuants<16>(df, 32, xt, wt, lt), df, lane_scale);
         for (size_t lane = 0; lane < cnt; ++lane) scales[g0 + lane] = lane_scale[lane];
       }
 
