@@ -52,9 +52,10 @@ void SetKvLast(std::vector<GgufKv>& kv, const std::string& key, GgufValue value)
 }
 
 // Load-ahead limits: enough tensors that the workers never wait for the main thread's reading
-// and writing, few enough that memory stays near one tensor's size.
+// and writing, few enough that memory stays near one tensor's size. The slack lets small
+// tensors (norms, or all of a small model) stream past the byte budget's largest-tensor terms.
 constexpr size_t kMaxTensorsAhead = 16;
-constexpr uint64_t kMinLoadAheadBytes = uint64_t{64} << 20;
+constexpr uint64_t kLoadAheadSlackBytes = uint64_t{16} << 20;
 
 uint64_t InFlightBytes(const TensorPlan& t) {
   return t.source_bytes + (t.converts() ? t.target_bytes : 0);
@@ -333,16 +334,16 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
   }
 
   // Tensors are loaded ahead of the one being written while the bytes in flight (sources not yet
-  // released, outputs not yet written) fit the budget: the largest tensor's source and output
-  // plus the largest output, which may still be waiting to be written; at least
-  // kMinLoadAheadBytes. The first tensor not yet converted always loads.
+  // released, outputs not yet written) fit the budget: the largest tensor's source and output,
+  // plus the largest output, which may still be waiting to be written, plus the slack. The
+  // first tensor not yet converted always loads.
   uint64_t largest = 0;
   uint64_t largest_output = 0;
   for (const TensorPlan& t : plan.tensors) {
     largest = std::max(largest, InFlightBytes(t));
     if (t.converts()) largest_output = std::max(largest_output, t.target_bytes);
   }
-  const uint64_t budget = std::max(kMinLoadAheadBytes, largest + largest_output);
+  const uint64_t budget = largest + largest_output + kLoadAheadSlackBytes;
   BufferPool outputs(/*max_idle_bytes=*/largest_output);
   std::deque<std::unique_ptr<TensorJob>> in_flight;  // loaded, not yet written; oldest first
   uint64_t in_flight_bytes = 0;
