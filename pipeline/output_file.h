@@ -13,8 +13,8 @@ namespace hwyquant {
 
 // Writes go to a temporary file beside the final path (same directory, so the rename is atomic),
 // with direct I/O where the file system allows it; Commit() flushes, fsyncs and renames it over
-// the final path. Destroying an uncommitted
-// OutputFile removes the temporary, so a failed run never leaves a partial output behind.
+// the final path. Destroying an uncommitted OutputFile removes the temporary, so a failed run
+// never leaves a partial output behind.
 // Every I/O failure (ENOSPC, EFBIG from RLIMIT_FSIZE, EIO...) throws hwyquant::Error naming the
 // final path and the cause.
 class OutputFile {
