@@ -62,7 +62,6 @@ class TensorJob {
   // chunks of about kChunkWeights.
   TensorJob(const TensorPlan& plan, TensorBytes source, BufferPool& outputs);
 
-  const TensorPlan& plan() const { return plan_; }
   // The target bytes; valid once the job is done.
   const uint8_t* result() const {
     return plan_.converts() ? converted_.bytes.get() : source_.data();
@@ -72,7 +71,6 @@ class TensorJob {
   const TensorBytes& source() const { return source_; }
   // Drops the source bytes (and with them the source's pages) once a converting job is done.
   void ReleaseSource() { source_ = TensorBytes(); }
-  int64_t chunk_count() const { return chunk_count_; }
 
  private:
   friend class ConversionWorkers;
