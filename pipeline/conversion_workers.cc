@@ -74,9 +74,8 @@ void TensorJob::ConvertChunk(int64_t chunk, Scratch& scratch) {
     QuantizeBF16(target_type, AlignedView(src, weights, scratch.halves), dst, rows, n_per_row_,
                  imatrix);
   } else {
-    // Quantized blocks start with an f16 scale and have even sizes.
-    const size_t bytes = static_cast<size_t>(rows) * source_row_bytes;
-    const HalfBits* blocks = AlignedView(src, bytes / sizeof(HalfBits), scratch.halves);
+    const uint8_t* blocks =
+        AlignedBlocks(src, static_cast<size_t>(rows) * source_row_bytes, scratch.halves);
     scratch.floats.resize(weights);
     Dequantize(source_type, blocks, scratch.floats.data(), rows, n_per_row_);
     Quantize(target_type, scratch.floats.data(), dst, rows, n_per_row_, imatrix);

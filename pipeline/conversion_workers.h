@@ -54,6 +54,15 @@ class BufferPool {
   uint64_t max_idle_bytes_;
 };
 
+// Rows of quantized blocks, copied into scratch first when misaligned: blocks start with an f16
+// scale and have even sizes, and a GGUF with general.alignment 1 can place a tensor at an odd
+// offset, which the kernels refuse.
+inline const uint8_t* AlignedBlocks(const uint8_t* bytes, size_t size,
+                                    std::vector<uint16_t>& scratch) {
+  return reinterpret_cast<const uint8_t*>(
+      AlignedView(bytes, size / sizeof(uint16_t), scratch));
+}
+
 // One tensor on its way from source bytes to target bytes. Chunks are row ranges inside one
 // matrix (each expert of a stacked tensor has its own imatrix slice).
 class TensorJob {

@@ -101,12 +101,9 @@ void ParallelOverRows(int64_t nrows, int nthreads, const Fn& fn) {
 void ToFloat(Type type, const uint8_t* src, int64_t n_per_row, int64_t nrows, float* dst,
              int nthreads) {
   const size_t row_size = RowSize(type, n_per_row);
-  // Quantized blocks start with an f16 scale; a GGUF with general.alignment 1 can place a tensor
-  // at an odd offset, which the kernels refuse, so such a tensor is dequantized from a copy.
-  std::vector<HalfBits> aligned;
+  std::vector<uint16_t> aligned;
   if (type != Type::kF32 && type != Type::kF16 && type != Type::kBF16) {
-    src = reinterpret_cast<const uint8_t*>(AlignedView(
-        src, static_cast<size_t>(nrows) * row_size / sizeof(HalfBits), aligned));
+    src = AlignedBlocks(src, static_cast<size_t>(nrows) * row_size, aligned);
   }
   ParallelOverRows(nrows, nthreads, [&](int64_t first, int64_t count) {
     const uint8_t* rows = src + static_cast<size_t>(first) * row_size;
