@@ -1,9 +1,12 @@
 // End-to-end benchmark: writes a synthetic llama GGUF of about 150M f32 parameters, then runs
-// `hwyquant quantize` on it once per preset in a child process and reports wall time, CPU time
-// and the child's peak RSS.
+// `hwyquant quantize` on it per preset in a child process and reports wall time, CPU time and the
+// child's peak RSS; with --llama-quantize, runs llama-quantize on the same input and thread count
+// too, checks that both outputs are identical and reports the speedups.
 //
-//   hwyquant-e2e [--hwyquant PATH] [--dir DIR] [--layers N] [--threads N] [PRESET...]
+//   hwyquant-e2e [--hwyquant PATH] [--llama-quantize PATH] [--runs N] [--dir DIR] [--layers N]
+//                [--threads N] [--keep-model] [PRESET...]
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +15,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -97,28 +102,96 @@ uint64_t WriteModel(const std::string& path, const Shape& s) {
   return params;
 }
 
+struct Measurement {
+  double wall = 0, cpu = 0, peak_rss_mib = 0;
+};
+
+// Runs `tool IN OUT PRESET [threads]` (hwyquant with "quantize" in front) in a child process after
+// a sync, so neither tool pays for the other's dirty pages. False when the child failed.
+bool RunOnce(const std::vector<std::string>& command, Measurement& m) {
+  std::fflush(stdout);  // the child must not inherit (and repeat) buffered output
+  ::sync();
+  const auto t0 = std::chrono::steady_clock::now();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    std::freopen("/dev/null", "w", stdout);
+    std::freopen("/dev/null", "w", stderr);
+    std::vector<const char*> args;
+    for (const std::string& a : command) args.push_back(a.c_str());
+    args.push_back(nullptr);
+    ::execv(args[0], const_cast<char* const*>(args.data()));
+    ::_exit(127);
+  }
+  int status = 0;
+  struct rusage usage;
+  ::wait4(child, &status, 0, &usage);
+  m.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  m.cpu = usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec +
+          usage.ru_stime.tv_usec / 1e6;
+  m.peak_rss_mib = usage.ru_maxrss / 1024.0;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+double FileMiB(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? st.st_size / 1024.0 / 1024.0 : 0;
+}
+
+// The mean of runs measurements of one command; false (after saying why) when a run failed.
+bool Measure(const char* tool, const std::vector<std::string>& command, int runs,
+             const std::string& preset, Measurement& mean) {
+  mean = Measurement();
+  for (int r = 0; r < runs; ++r) {
+    Measurement m;
+    if (!RunOnce(command, m)) {
+      std::printf("%-8s %s failed (run `%s` by hand to see why)\n", preset.c_str(), tool,
+                  command[0].c_str());
+      return false;
+    }
+    mean.wall += m.wall / runs;
+    mean.cpu += m.cpu / runs;
+    mean.peak_rss_mib = std::max(mean.peak_rss_mib, m.peak_rss_mib);
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string hwyquant_path;
+  std::string llama_quantize_path;
   std::string dir = "/tmp";
   std::string threads;
+  int runs = 1;
+  bool keep_model = false;
   Shape shape;
   std::vector<std::string> presets;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--hwyquant" && i + 1 < argc) {
       hwyquant_path = argv[++i];
+    } else if (arg == "--llama-quantize" && i + 1 < argc) {
+      llama_quantize_path = argv[++i];
+    } else if (arg == "--runs" && i + 1 < argc) {
+      runs = std::max(1, std::atoi(argv[++i]));
     } else if (arg == "--dir" && i + 1 < argc) {
       dir = argv[++i];
     } else if (arg == "--layers" && i + 1 < argc) {
       shape.layers = std::atoi(argv[++i]);
     } else if (arg == "--threads" && i + 1 < argc) {
       threads = argv[++i];
+    } else if (arg == "--keep-model") {
+      keep_model = true;
     } else if (arg.rfind("--", 0) == 0) {
       std::fprintf(stderr,
-                   "usage: %s [--hwyquant PATH] [--dir DIR] [--layers N] [--threads N] "
-                   "[PRESET...]\n",
+                   "usage: %s [--hwyquant PATH] [--llama-quantize PATH] [--runs N] [--dir DIR] "
+                   "[--layers N] [--threads N] [--keep-model] [PRESET...]\n"
+                   "  --keep-model leaves DIR/hwyquant-e2e-model.gguf and reuses it next time\n",
                    argv[0]);
       return 2;
     } else {
@@ -136,60 +209,66 @@ int main(int argc, char** argv) {
 
   const std::string model = dir + "/hwyquant-e2e-model.gguf";
   const std::string output = dir + "/hwyquant-e2e-out.gguf";
+  const std::string llama_output = dir + "/hwyquant-e2e-llama-out.gguf";
   uint64_t params = 0;
   try {
-    const auto t0 = std::chrono::steady_clock::now();
-    params = WriteModel(model, shape);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("model: %s, %.1fM f32 parameters (%.0f MiB), written in %.1f s\n", model.c_str(),
-                params / 1e6, params * 4.0 / 1024 / 1024, seconds);
+    std::unique_ptr<hwyquant::GgufFile> existing;
+    if (keep_model && ::access(model.c_str(), R_OK) == 0) {
+      existing = hwyquant::GgufFile::Open(model);
+      for (size_t i = 0; i < existing->tensors().size(); ++i) {
+        params += static_cast<uint64_t>(existing->tensors()[i].ElementCount());
+      }
+      std::printf("model: %s, %.1fM f32 parameters (reused)\n", model.c_str(), params / 1e6);
+    } else {
+      const auto t0 = std::chrono::steady_clock::now();
+      params = WriteModel(model, shape);
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("model: %s, %.1fM f32 parameters (%.0f MiB), written in %.1f s\n",
+                  model.c_str(), params / 1e6, params * 4.0 / 1024 / 1024, seconds);
+    }
   } catch (const hwyquant::Error& e) {
     std::fprintf(stderr, "hwyquant-e2e: %s\n", e.what());
     return 1;
   }
-  std::printf("%-8s %10s %10s %10s %12s %10s\n", "preset", "wall s", "cpu s", "MB/s",
+  std::printf("runs per tool and preset: %d (means; peak RSS is the largest)\n", runs);
+  std::printf("%-8s %10s %10s %10s %12s %10s", "preset", "wall s", "cpu s", "MB/s",
               "peak RSS MiB", "out MiB");
+  if (!llama_quantize_path.empty()) {
+    std::printf(" %10s %10s %12s %9s %9s %s", "lq wall s", "lq cpu s", "lq RSS MiB", "wall x",
+                "cpu x", "identical");
+  }
+  std::printf("\n");
   int status_all = 0;
   for (const std::string& preset : presets) {
-    std::fflush(stdout);  // the child must not inherit (and repeat) buffered output
-    const auto t0 = std::chrono::steady_clock::now();
-    const pid_t child = ::fork();
-    if (child == 0) {
-      std::freopen("/dev/null", "w", stdout);
-      std::freopen("/dev/null", "w", stderr);
-      std::vector<const char*> args = {hwyquant_path.c_str(), "quantize", model.c_str(),
-                                       output.c_str(), preset.c_str()};
-      if (!threads.empty()) args.push_back(threads.c_str());
-      args.push_back(nullptr);
-      ::execv(hwyquant_path.c_str(), const_cast<char* const*>(args.data()));
-      ::_exit(127);
-    }
-    int status = 0;
-    struct rusage usage;
-    ::wait4(child, &status, 0, &usage);
-    const double wall =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double cpu = usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
-                       usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      std::printf("%-8s failed (status %d; run %s quantize by hand to see why)\n", preset.c_str(),
-                  status, hwyquant_path.c_str());
+    std::vector<std::string> command = {hwyquant_path, "quantize", model, output, preset};
+    if (!threads.empty()) command.push_back(threads);
+    Measurement ours;
+    if (!Measure("hwyquant", command, runs, preset, ours)) {
       status_all = 1;
       continue;
     }
-    FILE* f = std::fopen(output.c_str(), "rb");
-    double out_mib = 0;
-    if (f) {
-      std::fseek(f, 0, SEEK_END);
-      out_mib = std::ftell(f) / 1024.0 / 1024.0;
-      std::fclose(f);
+    std::printf("%-8s %10.3f %10.3f %10.1f %12.1f %10.1f", preset.c_str(), ours.wall, ours.cpu,
+                params * 4.0 / 1e6 / ours.wall, ours.peak_rss_mib, FileMiB(output));
+    if (!llama_quantize_path.empty()) {
+      std::vector<std::string> theirs_command = {llama_quantize_path, model, llama_output, preset};
+      if (!threads.empty()) theirs_command.push_back(threads);
+      Measurement theirs;
+      if (!Measure("llama-quantize", theirs_command, runs, preset, theirs)) {
+        status_all = 1;
+        continue;
+      }
+      const bool identical = ReadAll(output) == ReadAll(llama_output);
+      if (!identical) status_all = 1;
+      std::printf(" %10.3f %10.3f %12.1f %8.1fx %8.1fx %s", theirs.wall, theirs.cpu,
+                  theirs.peak_rss_mib, theirs.wall / ours.wall, theirs.cpu / ours.cpu,
+                  identical ? "yes" : "NO");
+      std::remove(llama_output.c_str());
     }
-    std::printf("%-8s %10.2f %10.2f %10.1f %12.1f %10.1f\n", preset.c_str(), wall, cpu,
-                params * 4.0 / 1e6 / wall, usage.ru_maxrss / 1024.0, out_mib);
+    std::printf("\n");
     std::fflush(stdout);
     std::remove(output.c_str());
   }
-  std::remove(model.c_str());
+  if (!keep_model) std::remove(model.c_str());
   return status_all;
 }
