@@ -1,7 +1,12 @@
 // TensorJob's chunked conversion and the worker pool that runs it.
 #include "pipeline/conversion_workers.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
 
 namespace hwyquant {
 namespace {
@@ -10,14 +15,45 @@ namespace {
 // short enough that the last tensor of a model still splits evenly over the workers.
 constexpr int64_t kChunkWeights = 64 * 1024;
 
+// Output buffers come in transparent huge pages' size (x86-64's and aarch64's usual 2 MiB).
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// count values of type T from source at byte offset: copied into scratch (hot in cache for the
+// kernel that reads them next) where the source has a file, else viewed in place.
+template <class T>
+const T* SourceRows(const TensorBytes& source, size_t offset, size_t count,
+                    std::vector<T>& scratch) {
+  if (!source.has_file()) return AlignedView(source.data() + offset, count, scratch);
+  scratch.resize(count);
+  source.Read(offset, count * sizeof(T), scratch.data());
+  return scratch.data();
+}
+
 }  // namespace
+
+void Unmapper::operator()(uint8_t* bytes) const {
+  if (bytes != nullptr) ::munmap(bytes, size);
+}
 
 BufferPool::Buffer BufferPool::Take(size_t size) {
   auto best = idle_.end();
   for (auto it = idle_.begin(); it != idle_.end(); ++it) {
     if (it->capacity >= size && (best == idle_.end() || it->capacity < best->capacity)) best = it;
   }
-  if (best == idle_.end()) return {std::unique_ptr<uint8_t[]>(new uint8_t[size]), size};
+  if (best == idle_.end()) {
+    const size_t capacity = std::max<size_t>(1, (size + kHugePage - 1) / kHugePage) * kHugePage;
+    void* bytes = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                         -1, 0);
+    if (bytes == MAP_FAILED) {
+      throw Error("cannot allocate a " + std::to_string(capacity) + "-byte output buffer: " +
+                  std::strerror(errno));
+    }
+#ifdef MADV_HUGEPAGE
+    ::madvise(bytes, capacity, MADV_HUGEPAGE);  // best effort: THP may be off
+#endif
+    return {std::unique_ptr<uint8_t[], Unmapper>(static_cast<uint8_t*>(bytes), {capacity}),
+            capacity};
+  }
   Buffer buffer = std::move(*best);
   idle_.erase(best);
   idle_bytes_ -= buffer.capacity;
@@ -58,24 +94,26 @@ void TensorJob::ConvertChunk(int64_t chunk, Scratch& scratch) {
   const int64_t rows = std::min(chunk_rows_, rows_per_matrix_ - first_in_matrix);
   const size_t first_row = static_cast<size_t>(matrix * rows_per_matrix_ + first_in_matrix);
   const size_t source_row_bytes = RowSize(source_type, n_per_row_);
-  const uint8_t* src = source_.data() + first_row * source_row_bytes;
+  const size_t source_offset = first_row * source_row_bytes;
   uint8_t* dst = converted_.bytes.get() + first_row * RowSize(target_type, n_per_row_);
   const int64_t experts = plan_.dims.size() > 2 ? plan_.dims[2] : 1;
   const float* imatrix =
       plan_.imatrix != nullptr ? plan_.imatrix->data() + (matrix % experts) * n_per_row_ : nullptr;
   const size_t weights = static_cast<size_t>(rows * n_per_row_);
   if (source_type == Type::kF32) {
-    Quantize(target_type, AlignedView(src, weights, scratch.floats), dst, rows, n_per_row_,
-             imatrix);
+    Quantize(target_type, SourceRows(source_, source_offset, weights, scratch.floats), dst, rows,
+             n_per_row_, imatrix);
   } else if (source_type == Type::kF16) {
-    QuantizeF16(target_type, AlignedView(src, weights, scratch.halves), dst, rows, n_per_row_,
-                imatrix);
+    QuantizeF16(target_type, SourceRows(source_, source_offset, weights, scratch.halves), dst, rows,
+                n_per_row_, imatrix);
   } else if (source_type == Type::kBF16) {
-    QuantizeBF16(target_type, AlignedView(src, weights, scratch.halves), dst, rows, n_per_row_,
-                 imatrix);
+    QuantizeBF16(target_type, SourceRows(source_, source_offset, weights, scratch.halves), dst, rows,
+                 n_per_row_, imatrix);
   } else {
+    // Blocks start with an f16 scale and have even sizes, so they travel as uint16_t.
+    const size_t block_halves = static_cast<size_t>(rows) * source_row_bytes / sizeof(uint16_t);
     const uint8_t* blocks =
-        AlignedBlocks(src, static_cast<size_t>(rows) * source_row_bytes, scratch.halves);
+        reinterpret_cast<const uint8_t*>(SourceRows(source_, source_offset, block_halves, scratch.halves));
     scratch.floats.resize(weights);
     Dequantize(source_type, blocks, scratch.floats.data(), rows, n_per_row_);
     Quantize(target_type, scratch.floats.data(), dst, rows, n_per_row_, imatrix);

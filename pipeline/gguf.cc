@@ -560,10 +560,11 @@ std::unique_ptr<GgufFile> GgufFile::Open(const std::string& path) {
   }
   void* mapping = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
   const int error_number = errno;
-  ::close(fd);
   if (mapping == MAP_FAILED) {
+    ::close(fd);
     throw Error("cannot map '" + path + "': " + std::strerror(error_number));
   }
+  file->fd_ = fd;
   file->mapping_ = mapping;
   file->mapping_size_ = file->size_;
   file->data_ = static_cast<const uint8_t*>(mapping);
@@ -582,6 +583,7 @@ std::unique_ptr<GgufFile> GgufFile::FromMemory(const uint8_t* data, size_t size,
 
 GgufFile::~GgufFile() {
   if (mapping_ != nullptr) ::munmap(mapping_, mapping_size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void GgufFile::Parse() {
@@ -699,10 +701,14 @@ int64_t GgufFile::FindTensor(std::string_view name) const {
 }
 
 const uint8_t* GgufFile::TensorData(size_t index) const {
+  return data_ + TensorFileOffset(index);
+}
+
+uint64_t GgufFile::TensorFileOffset(size_t index) const {
   if (index >= tensors_.size()) {
     throw Error(path_ + ": tensor index " + std::to_string(index) + " out of range");
   }
-  return data_ + data_offset_ + tensors_[index].offset;
+  return data_offset_ + tensors_[index].offset;
 }
 
 void GgufFile::ReleaseTensorPages(size_t index) const {

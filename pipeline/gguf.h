@@ -164,6 +164,10 @@ class GgufFile {
   int64_t FindTensor(std::string_view name) const;
   // The tensor's bytes inside the mapping (valid while this object lives).
   const uint8_t* TensorData(size_t index) const;
+  // The open file behind the mapping (for pread), or -1 for FromMemory.
+  int fd() const { return fd_; }
+  // Where the tensor's bytes start in the file.
+  uint64_t TensorFileOffset(size_t index) const;
   // Tells the kernel the pages of a tensor are no longer needed (keeps peak RSS down when a
   // large model is streamed tensor by tensor); the data stays readable.
   void ReleaseTensorPages(size_t index) const;
@@ -176,6 +180,7 @@ class GgufFile {
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
   void* mapping_ = nullptr;  // owned mmap, or null for FromMemory
+  int fd_ = -1;              // owned, kept open for pread; -1 for FromMemory
   size_t mapping_size_ = 0;
   uint32_t version_ = 0;
   uint32_t alignment_ = kGgufDefaultAlignment;

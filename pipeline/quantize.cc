@@ -57,9 +57,18 @@ void SetKvLast(std::vector<GgufKv>& kv, const std::string& key, GgufValue value)
 constexpr size_t kMaxTensorsAhead = 16;
 constexpr uint64_t kLoadAheadSlackBytes = uint64_t{16} << 20;
 
-uint64_t InFlightBytes(const TensorPlan& t) {
-  return t.source_bytes + (t.converts() ? t.target_bytes : 0);
-}
+// The memory a loaded tensor holds until it is written: its output buffer, and its source
+// unless the workers pread it (a converting tensor of a file-backed source whose mapping
+// nothing else reads).
+struct HeldBytes {
+  bool sources_read_by_file = false;
+
+  uint64_t Source(const TensorPlan& t) const {
+    return t.converts() && sources_read_by_file ? 0 : t.source_bytes;
+  }
+  uint64_t Output(const TensorPlan& t) const { return t.converts() ? t.target_bytes : 0; }
+  uint64_t Total(const TensorPlan& t) const { return Source(t) + Output(t); }
+};
 
 int ThreadCount(int requested) {
   if (requested > 0) return requested;
@@ -334,14 +343,19 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
   // released, outputs not yet written) fit the budget: the largest tensor's source and output,
   // plus the largest output, which may still be waiting to be written, plus the slack. The
   // first tensor not yet converted always loads.
+  HeldBytes held;
+  held.sources_read_by_file = source.ReadsTensorsFromFile() && !options.stats;
   uint64_t largest = 0;
   uint64_t largest_output = 0;
   for (const TensorPlan& t : plan.tensors) {
-    largest = std::max(largest, InFlightBytes(t));
-    if (t.converts()) largest_output = std::max(largest_output, t.target_bytes);
+    largest = std::max(largest, held.Total(t));
+    largest_output = std::max(largest_output, held.Output(t));
   }
   const uint64_t budget = largest + largest_output + kLoadAheadSlackBytes;
-  BufferPool outputs(/*max_idle_bytes=*/largest_output);
+  // Idle buffers are kept up to the whole budget: on some VMs the first touch of fresh memory
+  // costs 1.2 ms per MiB even in huge pages, 2.6 ms in small ones, so memory once faulted in is
+  // worth reusing to the end.
+  BufferPool outputs(/*max_idle_bytes=*/budget);
   std::deque<std::unique_ptr<TensorJob>> in_flight;  // loaded, not yet written; oldest first
   uint64_t in_flight_bytes = 0;
   size_t next_to_load = 0;
@@ -353,7 +367,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
     while (next_to_load < plan.tensors.size() &&
            (next_to_load <= first_needed ||
             (next_to_load - first_needed <= kMaxTensorsAhead &&
-             in_flight_bytes + InFlightBytes(plan.tensors[next_to_load]) <= budget))) {
+             in_flight_bytes + held.Total(plan.tensors[next_to_load]) <= budget))) {
       const TensorPlan& next = plan.tensors[next_to_load];
       TensorBytes bytes = source.LoadTensor(next.source_index);
       if (bytes.size() != next.source_bytes) {
@@ -362,7 +376,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
                     std::to_string(next.source_bytes));
       }
       in_flight.push_back(std::make_unique<TensorJob>(next, std::move(bytes), outputs));
-      in_flight_bytes += InFlightBytes(next);
+      in_flight_bytes += held.Total(next);
       workers->Submit(*in_flight.back());
       ++next_to_load;
     }
@@ -391,7 +405,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
       if (release_early) {
         // The source is done with: its bytes make room for the next tensors, submitted first so
         // that the workers go on while its pages are released and this tensor is written.
-        in_flight_bytes -= t.source_bytes;
+        in_flight_bytes -= held.Source(t);
         load_ahead(i + 1);
         job.ReleaseSource();
         prefetch_submitted(i);
@@ -411,7 +425,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
         stats.type = t.target_type;
         result.stats.push_back(std::move(stats));
       }
-      in_flight_bytes -= release_early ? t.target_bytes : InFlightBytes(t);
+      in_flight_bytes -= release_early ? held.Output(t) : held.Total(t);
       outputs.Give(job.TakeOutput());
       in_flight.pop_front();  // releases the source pages, if still held
     }

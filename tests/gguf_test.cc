@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -560,6 +561,44 @@ TEST_CASE("GgufModelSource streams tensors from the mapping", "[gguf]") {
   const TensorBytes owned = TensorBytes::FromBuffer({1, 2, 3});
   CHECK(owned.size() == 3);
   CHECK(owned.data()[2] == 3);
+}
+
+TEST_CASE("GgufModelSource reads tensor ranges with pread, and names a truncated file",
+          "[gguf]") {
+  TempDir dir;
+  const SmallModel m = MakeSmallModel(EveryKindOfKv());
+  const std::string path = dir.path() + "/src.gguf";
+  WriteGgufFile(path, m.kv, m.tensors, m.data);
+  GgufModelSource source(path);
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    const TensorBytes bytes = source.LoadTensor(i);
+    REQUIRE(bytes.has_file());
+    // Every split of the tensor into a head and a tail reads the file's bytes.
+    for (size_t head = 0; head <= bytes.size(); head += std::max<size_t>(1, bytes.size() / 7)) {
+      std::vector<uint8_t> read(bytes.size(), 0xAA);
+      bytes.Read(0, head, read.data());
+      bytes.Read(head, bytes.size() - head, read.data() + head);
+      CHECK(read == m.data[i]);
+    }
+    uint8_t one = 0;
+    CHECK_THROWS_WITH(bytes.Read(bytes.size(), 1, &one), Catch::Contains("passes its end"));
+  }
+  // A buffer without a file reads by copying.
+  const TensorBytes owned = TensorBytes::FromBuffer({1, 2, 3});
+  CHECK_FALSE(owned.has_file());
+  uint8_t two[2] = {};
+  owned.Read(1, 2, two);
+  CHECK((two[0] == 2 && two[1] == 3));
+  // Cut the file inside the last tensor's data: the read fails naming the file (a mapping
+  // would raise SIGBUS instead).
+  const size_t last = m.tensors.size() - 1;
+  const TensorBytes tail = source.LoadTensor(last);
+  REQUIRE(tail.size() >= 2);
+  const uint64_t cut = source.file().TensorFileOffset(last) + tail.size() / 2;
+  REQUIRE(::truncate(path.c_str(), static_cast<off_t>(cut)) == 0);
+  std::vector<uint8_t> sink(tail.size());
+  CHECK_THROWS_WITH(tail.Read(0, tail.size(), sink.data()),
+                    Catch::Contains(path) && Catch::Contains("truncated"));
 }
 
 TEST_CASE("GGUF reader agrees with gguf_mini.py and the writer reproduces its bytes", "[gguf]") {
