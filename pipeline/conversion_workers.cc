@@ -94,26 +94,26 @@ void TensorJob::ConvertChunk(int64_t chunk, Scratch& scratch) {
   const int64_t rows = std::min(chunk_rows_, rows_per_matrix_ - first_in_matrix);
   const size_t first_row = static_cast<size_t>(matrix * rows_per_matrix_ + first_in_matrix);
   const size_t source_row_bytes = RowSize(source_type, n_per_row_);
-  const size_t source_offset = first_row * source_row_bytes;
   uint8_t* dst = converted_.bytes.get() + first_row * RowSize(target_type, n_per_row_);
   const int64_t experts = plan_.dims.size() > 2 ? plan_.dims[2] : 1;
   const float* imatrix =
       plan_.imatrix != nullptr ? plan_.imatrix->data() + (matrix % experts) * n_per_row_ : nullptr;
   const size_t weights = static_cast<size_t>(rows * n_per_row_);
+  const size_t from = first_row * source_row_bytes;
   if (source_type == Type::kF32) {
-    Quantize(target_type, SourceRows(source_, source_offset, weights, scratch.floats), dst, rows,
+    Quantize(target_type, SourceRows(source_, from, weights, scratch.floats), dst, rows,
              n_per_row_, imatrix);
   } else if (source_type == Type::kF16) {
-    QuantizeF16(target_type, SourceRows(source_, source_offset, weights, scratch.halves), dst, rows,
+    QuantizeF16(target_type, SourceRows(source_, from, weights, scratch.halves), dst, rows,
                 n_per_row_, imatrix);
   } else if (source_type == Type::kBF16) {
-    QuantizeBF16(target_type, SourceRows(source_, source_offset, weights, scratch.halves), dst, rows,
+    QuantizeBF16(target_type, SourceRows(source_, from, weights, scratch.halves), dst, rows,
                  n_per_row_, imatrix);
   } else {
     // Blocks start with an f16 scale and have even sizes, so they travel as uint16_t.
     const size_t block_halves = static_cast<size_t>(rows) * source_row_bytes / sizeof(uint16_t);
-    const uint8_t* blocks =
-        reinterpret_cast<const uint8_t*>(SourceRows(source_, source_offset, block_halves, scratch.halves));
+    const uint8_t* blocks = reinterpret_cast<const uint8_t*>(
+        SourceRows(source_, from, block_halves, scratch.halves));
     scratch.floats.resize(weights);
     Dequantize(source_type, blocks, scratch.floats.data(), rows, n_per_row_);
     Quantize(target_type, scratch.floats.data(), dst, rows, n_per_row_, imatrix);
