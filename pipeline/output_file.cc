@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "hwyquant/format.h"
 
@@ -22,6 +24,7 @@ constexpr uint64_t kWritebackBytes = uint64_t{8} << 20;
 // Direct I/O wants block-aligned buffers, offsets and lengths; 4 KiB covers common devices.
 constexpr size_t kDirectAlignment = 4096;
 constexpr size_t kDirectBytes = size_t{8} << 20;
+constexpr uint64_t kBackgroundSyncBytes = uint64_t{32} << 20;
 
 // Without this, exceeding RLIMIT_FSIZE kills the process with SIGXFSZ before write() can
 // return EFBIG, and the temporary file would be left behind with no message.
@@ -51,6 +54,72 @@ std::string BaseNameOf(const std::string& path) {
 }
 
 }  // namespace
+
+class OutputFile::BackgroundSync {
+ public:
+  explicit BackgroundSync(int fd) : fd_(fd), thread_([this] { Run(); }) {}
+  ~BackgroundSync() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+
+  // Asks for one more fdatasync; requests made while one runs fold into the next.
+  void Request() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      requested_ = true;
+    }
+    wake_.notify_one();
+  }
+
+  // The first error a flush reported (0 if none); fsync reports an error to one caller only,
+  // so Commit must learn of it here.
+  int error() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return error_;
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stopping_ || requested_; });
+      if (stopping_) return;
+      requested_ = false;
+      lock.unlock();
+      const int result = ::fdatasync(fd_);
+      const int error_number = result == 0 ? 0 : errno;
+      lock.lock();
+      if (error_number != 0 && error_ == 0) error_ = error_number;
+    }
+  }
+
+  const int fd_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool requested_ = false;
+  bool stopping_ = false;
+  int error_ = 0;
+  std::thread thread_;  // last: started once the members it reads exist
+};
+
+void OutputFile::RequestBackgroundSync() {
+  if (file_end_ - sync_requested_to_ < kBackgroundSyncBytes) return;
+  if (!background_sync_) background_sync_ = std::make_unique<BackgroundSync>(fd_);
+  background_sync_->Request();
+  sync_requested_to_ = file_end_;
+}
+
+void OutputFile::StopBackgroundSync() {
+  if (!background_sync_) return;
+  const int error_number = background_sync_->error();
+  background_sync_.reset();  // waits for a flush in progress
+  if (error_number != 0) Fail("fdatasync failed", error_number);
+}
 
 OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
   IgnoreFileSizeSignalOnce();
@@ -143,9 +212,11 @@ void OutputFile::FlushDirect() {
     file_end_ += static_cast<uint64_t>(written);
   }
   direct_used_ = 0;
+  RequestBackgroundSync();
 }
 
 OutputFile::~OutputFile() {
+  background_sync_.reset();  // before the descriptor it flushes is closed
   if (fd_ >= 0) ::close(fd_);
   if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
 }
@@ -248,6 +319,7 @@ void OutputFile::Commit() {
   if (committed_ || fd_ < 0) throw Error("cannot commit '" + path_ + "' twice");
   FlushDirectTail();
   FlushBuffer();
+  StopBackgroundSync();
   if (::fsync(fd_) != 0) Fail("fsync failed", errno);
   const int fd = fd_;
   fd_ = -1;

@@ -44,6 +44,11 @@ class OutputFile {
   void Commit();
 
  private:
+  // Flushes what was written so far to stable storage on a helper thread, every
+  // kBackgroundSyncBytes, so the device cache flush overlaps the computing of what comes next
+  // (on a VM whose disk cache flush cost about 0.6 ms per MiB written, Commit's fsync had been
+  // a fifth of a compute-bound run's wall time). Started on the first large write.
+  class BackgroundSync;
   void FlushBuffer();
   void WriteFully(const void* data, size_t size);
   void StartWriteback();
@@ -68,6 +73,10 @@ class OutputFile {
   };
   std::unique_ptr<uint8_t, FreeDeleter> direct_buffer_;
   size_t direct_used_ = 0;
+  uint64_t sync_requested_to_ = 0;  // file_end_ when a background flush was last asked for
+  std::unique_ptr<BackgroundSync> background_sync_;
+  void RequestBackgroundSync();
+  void StopBackgroundSync();
 };
 
 }  // namespace hwyquant

@@ -282,6 +282,30 @@ TEST_CASE("OutputFile writes exact bytes across direct-I/O blocks, patches and t
   }
 }
 
+TEST_CASE("OutputFile keeps exact bytes while flushing in the background", "[output_file]") {
+  // Past 32 MiB the file is flushed on a helper thread while writes go on; a patch lands in
+  // bytes flushed before it, and the file is abandoned once mid-flush.
+  TempDir dir;
+  const size_t total = (size_t{75} << 20) + 4093;
+  const std::vector<uint8_t> expected = PatternBytes(total);
+  {
+    OutputFile abandoned(dir.path() + "/abandoned.bin");
+    abandoned.Write(expected.data(), size_t{40} << 20);
+  }
+  CHECK(dir.Entries().empty());
+  const std::string path = dir.path() + "/big.bin";
+  OutputFile out(path);
+  size_t done = 0;
+  const size_t piece = (size_t{3} << 20) + 1;
+  while (done < total) AppendPart(out, expected, done, std::min(total - done, piece));
+  std::vector<uint8_t> patched = expected;
+  const uint8_t patch[2] = {0x5A, 0xA5};
+  out.WriteAt(size_t{33} << 20, patch, 2);
+  std::memcpy(patched.data() + (size_t{33} << 20), patch, 2);
+  out.Commit();
+  CHECK(test::ReadFileBytes(path) == patched);
+}
+
 TEST_CASE("OutputFile fits a file that ends exactly at RLIMIT_FSIZE", "[output_file]") {
   // Direct I/O writes the last partial block padded; the padding must not trip the limit.
   TempDir dir;
