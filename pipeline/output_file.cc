@@ -58,13 +58,19 @@ std::string BaseNameOf(const std::string& path) {
 class OutputFile::BackgroundSync {
  public:
   explicit BackgroundSync(int fd) : fd_(fd), thread_([this] { Run(); }) {}
-  ~BackgroundSync() {
+  ~BackgroundSync() { Stop(); }
+
+  // Waits for a flush in progress and ends the thread. Returns the first error a flush
+  // reported (0 if none): fsync reports an error to one caller only, so Commit must learn of it
+  // here.
+  int Stop() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
     }
     wake_.notify_one();
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
+    return error_;  // the thread has ended: no lock needed
   }
 
   // Asks for one more fdatasync; requests made while one runs fold into the next.
@@ -74,13 +80,6 @@ class OutputFile::BackgroundSync {
       requested_ = true;
     }
     wake_.notify_one();
-  }
-
-  // The first error a flush reported (0 if none); fsync reports an error to one caller only,
-  // so Commit must learn of it here.
-  int error() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return error_;
   }
 
  private:
@@ -116,8 +115,8 @@ void OutputFile::RequestBackgroundSync() {
 
 void OutputFile::StopBackgroundSync() {
   if (!background_sync_) return;
-  const int error_number = background_sync_->error();
-  background_sync_.reset();  // waits for a flush in progress
+  const int error_number = background_sync_->Stop();
+  background_sync_.reset();
   if (error_number != 0) Fail("fdatasync failed", error_number);
 }
 
