@@ -1,7 +1,6 @@
 // Hub client over libcurl: revision lookup, file metadata, resumable verified cache downloads.
 #include "pipeline/hf_hub.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
@@ -25,6 +24,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "pipeline/curl_library.h"
 #include "pipeline/hf_cache.h"
 
 namespace hwyquant::hf {
@@ -94,18 +94,24 @@ std::string ToLower(std::string text) {
   return text;
 }
 
-void EnsureCurlInitialized() {
-  static const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-  if (rc != CURLE_OK) throw HubError(Kind::kLocal, "libcurl initialization failed");
+// libcurl, loaded on first use; a missing or broken library is a local error.
+const CurlLibrary& Lib() {
+  try {
+    return Curl();
+  } catch (const Error& e) {
+    throw HubError(Kind::kLocal, e.what());
+  }
 }
+
+void EnsureCurlInitialized() { (void)Lib(); }
 
 // --- URLs ---
 
 std::string EscapeSegment(const std::string& text) {
-  char* escaped = curl_easy_escape(nullptr, text.c_str(), static_cast<int>(text.size()));
+  char* escaped = Lib().easy_escape(nullptr, text.c_str(), static_cast<int>(text.size()));
   if (!escaped) throw HubError(Kind::kLocal, "cannot URL-encode '" + text + "'");
   std::string result(escaped);
-  curl_free(escaped);
+  Lib().free(escaped);
   return result;
 }
 
@@ -124,13 +130,13 @@ std::string EscapePath(const std::string& path) {
 }
 
 struct UrlHandle {
-  CURLU* handle = curl_url();
-  ~UrlHandle() { curl_url_cleanup(handle); }
+  CURLU* handle = Lib().url();
+  ~UrlHandle() { Lib().url_cleanup(handle); }
   std::string Get(CURLUPart part, unsigned flags = 0) const {
     char* value = nullptr;
-    if (curl_url_get(handle, part, &value, flags) != CURLUE_OK || !value) return "";
+    if (Lib().url_get(handle, part, &value, flags) != CURLUE_OK || !value) return "";
     std::string result(value);
-    curl_free(value);
+    Lib().free(value);
     return result;
   }
 };
@@ -144,7 +150,7 @@ std::string Redact(const std::string& url) {
 // scheme://host:port, the unit a token is scoped to.
 std::string Origin(const std::string& url) {
   UrlHandle parsed;
-  if (curl_url_set(parsed.handle, CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return "";
+  if (Lib().url_set(parsed.handle, CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return "";
   return ToLower(parsed.Get(CURLUPART_SCHEME)) + "://" + ToLower(parsed.Get(CURLUPART_HOST)) + ":" +
          parsed.Get(CURLUPART_PORT, CURLU_DEFAULT_PORT);
 }
@@ -152,8 +158,8 @@ std::string Origin(const std::string& url) {
 // A Location header (absolute or relative) applied to the URL that returned it.
 std::string ResolveLocation(const std::string& base, const std::string& location) {
   UrlHandle parsed;
-  if (curl_url_set(parsed.handle, CURLUPART_URL, base.c_str(), 0) != CURLUE_OK ||
-      curl_url_set(parsed.handle, CURLUPART_URL, location.c_str(), 0) != CURLUE_OK) {
+  if (Lib().url_set(parsed.handle, CURLUPART_URL, base.c_str(), 0) != CURLUE_OK ||
+      Lib().url_set(parsed.handle, CURLUPART_URL, location.c_str(), 0) != CURLUE_OK) {
     throw HubError(Kind::kProtocol, "the Hub redirected " + Redact(base) +
                                         " to an unusable location '" + Redact(location) + "'");
   }
@@ -341,7 +347,8 @@ class HubClient {
   // One request without following redirects. Throws TransientFailure or HubError.
   Response PerformOnce(const Request& request, bool send_token) const {
     CheckCancelled();
-    std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
+    const CurlLibrary& lib = Lib();
+    std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(lib.easy_init(), lib.easy_cleanup);
     if (!curl) throw HubError(Kind::kLocal, "curl_easy_init failed");
     Response response;
     response.url = request.url;
@@ -354,12 +361,12 @@ class HubClient {
 
     struct curl_slist* headers = nullptr;
     auto add_header = [&](const std::string& header) {
-      struct curl_slist* next = curl_slist_append(headers, header.c_str());
+      struct curl_slist* next = lib.slist_append(headers, header.c_str());
       if (!next) throw HubError(Kind::kLocal, "out of memory building HTTP headers");
       headers = next;
     };
     std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_guard(nullptr,
-                                                                             &curl_slist_free_all);
+                                                                             lib.slist_free_all);
     // Raw bytes: sizes and hashes refer to the stored file, not a compressed transfer.
     add_header("Accept-Encoding: identity");
     if (send_token && !token_.empty()) add_header("Authorization: Bearer " + token_);
@@ -367,43 +374,43 @@ class HubClient {
     header_guard.reset(headers);
 
     CURL* h = curl.get();
-    curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, kUserAgent);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);  // redirects are followed by hand below
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+    lib.easy_setopt(h, CURLOPT_URL, request.url.c_str());
+    lib.easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    lib.easy_setopt(h, CURLOPT_USERAGENT, kUserAgent);
+    lib.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    lib.easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);  // redirects are followed by hand below
+    lib.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    lib.easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
+    lib.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(options_.http.connect_timeout.count()));
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, options_.http.low_speed_bytes_per_second);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
+    lib.easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, options_.http.low_speed_bytes_per_second);
+    lib.easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
                      static_cast<long>(options_.http.low_speed_time.count()));
     if (request.metadata) {
-      curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+      lib.easy_setopt(h, CURLOPT_TIMEOUT_MS,
                        static_cast<long>(options_.http.metadata_timeout.count()));
     }
-    if (request.head) curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &OnHeader);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &state);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &OnBody);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &state);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &OnTransferInfo);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &state);
+    if (request.head) lib.easy_setopt(h, CURLOPT_NOBODY, 1L);
+    lib.easy_setopt(h, CURLOPT_HEADERFUNCTION, &OnHeader);
+    lib.easy_setopt(h, CURLOPT_HEADERDATA, &state);
+    lib.easy_setopt(h, CURLOPT_WRITEFUNCTION, &OnBody);
+    lib.easy_setopt(h, CURLOPT_WRITEDATA, &state);
+    lib.easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    lib.easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &OnTransferInfo);
+    lib.easy_setopt(h, CURLOPT_XFERINFODATA, &state);
 
-    const CURLcode code = curl_easy_perform(h);
+    const CURLcode code = lib.easy_perform(h);
     if (state.error) std::rethrow_exception(state.error);
     if (code == CURLE_ABORTED_BY_CALLBACK) CheckCancelled();
     if (code != CURLE_OK) {
-      std::string message = curl_easy_strerror(code);
+      std::string message = lib.easy_strerror(code);
       if (error_buffer[0]) message += std::string(" (") + error_buffer + ")";
       message += " for " + Redact(request.url);
       if (IsTransientCurlError(code)) throw TransientFailure{message};
       throw HubError(Kind::kNetwork, message);
     }
     long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    lib.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     response.status = status;
     if (IsTransientStatus(status)) {
       std::string message = "HTTP " + std::to_string(status) + " from " + Redact(request.url);
