@@ -1,8 +1,6 @@
 // TensorJob's chunked conversion and the worker pool that runs it.
 #include "pipeline/conversion_workers.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -14,9 +12,6 @@ namespace {
 // About 256 KiB of f32 per chunk: long enough that claiming a chunk costs nothing measurable,
 // short enough that the last tensor of a model still splits evenly over the workers.
 constexpr int64_t kChunkWeights = 64 * 1024;
-
-// Output buffers come in transparent huge pages' size (x86-64's and aarch64's usual 2 MiB).
-constexpr size_t kHugePage = size_t{2} << 20;
 
 // count values of type T from source at byte offset: copied into scratch (hot in cache for the
 // kernel that reads them next) where the source has a file, else viewed in place.
@@ -31,28 +26,19 @@ const T* SourceRows(const TensorBytes& source, size_t offset, size_t count,
 
 }  // namespace
 
-void Unmapper::operator()(uint8_t* bytes) const {
-  if (bytes != nullptr) ::munmap(bytes, size);
-}
-
 BufferPool::Buffer BufferPool::Take(size_t size) {
   auto best = idle_.end();
   for (auto it = idle_.begin(); it != idle_.end(); ++it) {
     if (it->capacity >= size && (best == idle_.end() || it->capacity < best->capacity)) best = it;
   }
   if (best == idle_.end()) {
-    const size_t capacity = std::max<size_t>(1, (size + kHugePage - 1) / kHugePage) * kHugePage;
-    void* bytes = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                         -1, 0);
-    if (bytes == MAP_FAILED) {
-      throw Error("cannot allocate a " + std::to_string(capacity) + "-byte output buffer: " +
+    HugePageBuffer bytes = MapHugePages(size);
+    if (!bytes) {
+      throw Error("cannot allocate a " + std::to_string(size) + "-byte output buffer: " +
                   std::strerror(errno));
     }
-#ifdef MADV_HUGEPAGE
-    ::madvise(bytes, capacity, MADV_HUGEPAGE);  // best effort: THP may be off
-#endif
-    return {std::unique_ptr<uint8_t[], Unmapper>(static_cast<uint8_t*>(bytes), {capacity}),
-            capacity};
+    const size_t capacity = bytes.get_deleter().size;
+    return {std::move(bytes), capacity};
   }
   Buffer buffer = std::move(*best);
   idle_.erase(best);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "hwyquant/hwyquant.h"
+#include "pipeline/huge_pages.h"
 #include "pipeline/model_source.h"
 #include "pipeline/quantize.h"
 
@@ -31,21 +32,14 @@ const T* AlignedView(const uint8_t* bytes, size_t count, std::vector<T>& scratch
   return scratch.data();
 }
 
-// Unmaps an anonymous mapping of size bytes.
-struct Unmapper {
-  size_t size = 0;
-  void operator()(uint8_t* bytes) const;
-};
-
 // Output buffers recycled from tensor to tensor: every first touch of a fresh allocation costs a
 // page fault and a zeroed page, which measured as much as a fifth of the time to write them.
-// Buffers are anonymous mappings in whole 2 MiB units that ask for transparent huge pages: on a
-// VM that shadows page tables each 4 KiB fault measured about 10 us (15,800 of them were a third
-// of a Q8_0 run's CPU time). Used from one thread.
+// Buffers are huge-page mappings (huge_pages.h): in 4 KiB pages, 15,800 first-touch faults
+// had been a third of a Q8_0 run's CPU time on a VM. Used from one thread.
 class BufferPool {
  public:
   struct Buffer {
-    std::unique_ptr<uint8_t[], Unmapper> bytes;  // not written until the kernels do
+    HugePageBuffer bytes;  // not written until the kernels do
     size_t capacity = 0;
   };
 

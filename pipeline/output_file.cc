@@ -149,7 +149,7 @@ void OutputFile::EnterDirectMode() {
   // which LeaveDirectMode handles) and keep buffered writes.
   const int flags = ::fcntl(fd_, F_GETFL);
   if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_DIRECT) != 0) return;
-  direct_buffer_.reset(static_cast<uint8_t*>(std::aligned_alloc(kDirectAlignment, kDirectBytes)));
+  direct_buffer_ = MapHugePages(kDirectBytes);  // page-aligned, as direct I/O needs
   if (!direct_buffer_) ::fcntl(fd_, F_SETFL, flags);
 #endif
 }
@@ -160,7 +160,7 @@ void OutputFile::LeaveDirectMode() {
   const int flags = ::fcntl(fd_, F_GETFL);
   if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) Fail("fcntl failed", errno);
 #endif
-  std::unique_ptr<uint8_t, FreeDeleter> staged = std::move(direct_buffer_);
+  HugePageBuffer staged = std::move(direct_buffer_);
   const size_t used = direct_used_;
   direct_used_ = 0;
   WriteFully(staged.get(), used);
