@@ -21,6 +21,9 @@ void RegisterQuantizeCommand(CLI::App& app);
 // `hwyquant fetch ORG/NAME[@REV]` (pipeline/fetch_command.cc; Hub helpers in fetch_command.h).
 void RegisterFetchCommand(CLI::App& app);
 
+// `hwyquant serve [options]`, which runs hwyquant-serve (pipeline/serve_command.cc).
+void RegisterServeCommand(CLI::App& app);
+
 }  // namespace hwyquant
 
 #endif  // HWYQUANT_PIPELINE_COMMANDS_H_

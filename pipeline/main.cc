@@ -6,7 +6,6 @@
 #include "hwyquant/format.h"
 #include "pipeline/commands.h"
 #include "pipeline/convert.h"
-#include "pipeline/server.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"hwyquant: exact, fast GGUF quantization (bit-identical to llama-quantize)"};
@@ -17,7 +16,7 @@ int main(int argc, char** argv) {
   hwyquant::RegisterQuantizeCommand(app);
   hwyquant::RegisterFetchCommand(app);
   hwyquant::RegisterConvertCommands(app);
-  hwyquant::serve::RegisterServeCommand(app);
+  hwyquant::RegisterServeCommand(app);
 
   try {
     app.parse(argc, argv);

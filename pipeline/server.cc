@@ -281,6 +281,7 @@ int RunServer(const ServeOptions& options) {
   ManagerOptions manager_options;
   manager_options.data_dir = options.data_dir.empty() ? DefaultDataDir() : options.data_dir;
   manager_options.max_concurrent = options.max_concurrent;
+  if (!options.job_binary.empty()) manager_options.exe_path = options.job_binary;
   try {
     state.manager = std::make_unique<JobManager>(manager_options);
     state.manager->Start();
@@ -375,22 +376,21 @@ int RunServer(const ServeOptions& options) {
   return ok ? 0 : 1;
 }
 
-void RegisterServeCommand(CLI::App& app) {
+void ConfigureServeCommand(CLI::App& cmd, const std::string& job_binary) {
   auto options = std::make_shared<ServeOptions>();
-  CLI::App* cmd = app.add_subcommand(
-      "serve", "Run the quantization job server (LocalAI's /api/quantization API)");
-  cmd->add_option("--host", options->host, "Address to bind (default 127.0.0.1: local only)");
-  cmd->add_option("--port", options->port, "TCP port; 0 picks a free one")
+  options->job_binary = job_binary;
+  cmd.add_option("--host", options->host, "Address to bind (default 127.0.0.1: local only)");
+  cmd.add_option("--port", options->port, "TCP port; 0 picks a free one")
       ->check(CLI::Range(0, 65535));
-  cmd->add_option("--data-dir", options->data_dir,
-                  "Jobs database, job outputs and imported models (default " + DefaultDataDir() +
-                      ")");
-  cmd->add_option("--api-key", options->api_key,
-                  "Require 'Authorization: Bearer KEY' on every request (or set "
-                  "HWYQUANT_API_KEY)");
-  cmd->add_option("--max-concurrent", options->max_concurrent, "Jobs running at once")
+  cmd.add_option("--data-dir", options->data_dir,
+                 "Jobs database, job outputs and imported models (default " + DefaultDataDir() +
+                     ")");
+  cmd.add_option("--api-key", options->api_key,
+                 "Require 'Authorization: Bearer KEY' on every request (or set "
+                 "HWYQUANT_API_KEY)");
+  cmd.add_option("--max-concurrent", options->max_concurrent, "Jobs running at once")
       ->check(CLI::Range(1, 64));
-  cmd->callback([options] {
+  cmd.callback([options] {
     ServeOptions opts = *options;
     if (opts.api_key.empty()) {
       if (const char* key = std::getenv("HWYQUANT_API_KEY")) opts.api_key = key;

@@ -911,6 +911,26 @@ TEST_CASE("serve: a local GGUF is quantized with hwyquant quantize", "[serve]") 
   CheckJsonError(Do(*cli, "POST", kJobs, json{{"model", not_gguf}}.dump()), 400, "non-GGUF file");
 }
 
+TEST_CASE("serve: hwyquant serve runs the hwyquant-serve beside it, or says it is missing",
+          "[serve]") {
+  std::string out;
+  // Every argument reaches the server program, --help included.
+  REQUIRE(RunProcess({HwyquantBinary(), "serve", "--help"}, std::chrono::seconds(10), &out) == 0);
+  CHECK(out.find("Usage: hwyquant serve") != std::string::npos);
+  CHECK(out.find("--max-concurrent") != std::string::npos);
+  CHECK(RunProcess({HwyquantBinary(), "serve", "--port", "nope"}, std::chrono::seconds(10),
+                   &out) != 0);
+  CHECK(out.find("--port") != std::string::npos);
+  // A hwyquant copied alone: a clear error naming the missing program, not a hang or a crash.
+  TempDir alone;
+  const std::string lonely = alone.path() + "/hwyquant";
+  fs::copy_file(HwyquantBinary(), lonely);
+  fs::permissions(lonely, fs::perms::owner_all);
+  REQUIRE(RunProcess({lonely, "serve", "--port", "0"}, std::chrono::seconds(10), &out) == 1);
+  CHECK(out.find("cannot run the job server '" + alone.path() + "/hwyquant-serve'") !=
+        std::string::npos);
+}
+
 TEST_CASE("serve: bad requests get 4xx JSON errors", "[serve]") {
   std::string model = StoriesModel();
   REQUIRE_MODEL(model);
