@@ -2,7 +2,6 @@
 #include "pipeline/hf_hub.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,7 +23,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "pipeline/curl_library.h"
+#include "pipeline/hub_libraries.h"
 #include "pipeline/hf_cache.h"
 
 namespace hwyquant::hf {
@@ -170,20 +169,22 @@ std::string ResolveLocation(const std::string& base, const std::string& location
 
 class Hasher {
  public:
-  explicit Hasher(const EVP_MD* md) : ctx_(EVP_MD_CTX_new()), md_(md) { Reset(); }
-  ~Hasher() { EVP_MD_CTX_free(ctx_); }
+  explicit Hasher(const EVP_MD* md) : crypto_(Crypto()), ctx_(crypto_.md_ctx_new()), md_(md) {
+    Reset();
+  }
+  ~Hasher() { crypto_.md_ctx_free(ctx_); }
   Hasher(const Hasher&) = delete;
   Hasher& operator=(const Hasher&) = delete;
   void Reset() {
-    if (!ctx_ || EVP_DigestInit_ex(ctx_, md_, nullptr) != 1) {
+    if (!ctx_ || crypto_.digest_init_ex(ctx_, md_, nullptr) != 1) {
       throw HubError(Kind::kLocal, "OpenSSL digest initialization failed");
     }
   }
-  void Update(const void* data, size_t size) { EVP_DigestUpdate(ctx_, data, size); }
+  void Update(const void* data, size_t size) { crypto_.digest_update(ctx_, data, size); }
   std::string HexDigest() {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int length = 0;
-    EVP_DigestFinal_ex(ctx_, digest, &length);
+    crypto_.digest_final_ex(ctx_, digest, &length);
     static const char kHex[] = "0123456789abcdef";
     std::string hex;
     for (unsigned int i = 0; i < length; ++i) {
@@ -194,6 +195,7 @@ class Hasher {
   }
 
  private:
+  const CryptoLibrary& crypto_;
   EVP_MD_CTX* ctx_;
   const EVP_MD* md_;
 };
@@ -760,8 +762,8 @@ class BlobDownloader {
       Truncate(fd.get(), incomplete);
       have = 0;
     }
-    Hasher sha256(EVP_sha256());
-    Hasher git_sha1(EVP_sha1());
+    Hasher sha256(Crypto().sha256());
+    Hasher git_sha1(Crypto().sha1());
     const auto reset_hashes = [&] {
       sha256.Reset();
       git_sha1.Reset();

@@ -1,10 +1,11 @@
-// libcurl's entry points, loaded with dlopen on first use instead of linked: libcurl brings in
-// about 25 shared libraries whose loading measured 7-11 ms on every hwyquant start (their page
-// faults cost about 35 us each on a VM), though only Hub fetching needs them.
-#ifndef HWYQUANT_PIPELINE_CURL_LIBRARY_H_
-#define HWYQUANT_PIPELINE_CURL_LIBRARY_H_
+// The entry points of libcurl and libcrypto, loaded with dlopen on first use instead of linked:
+// only Hub fetching needs them, and loading them measured 7-11 ms (libcurl, about 25 libraries)
+// and 2.1 ms (libcrypto) on every hwyquant start (page faults cost about 35 us each on a VM).
+#ifndef HWYQUANT_PIPELINE_HUB_LIBRARIES_H_
+#define HWYQUANT_PIPELINE_HUB_LIBRARIES_H_
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 
 namespace hwyquant {
 
@@ -31,6 +32,20 @@ struct CurlLibrary {
 // and what failed when it is missing, lacks a function or does not initialize.
 const CurlLibrary& Curl();
 
+// Pointers to the libcrypto (OpenSSL 3) digest functions the Hub client calls.
+struct CryptoLibrary {
+  decltype(&::EVP_MD_CTX_new) md_ctx_new = nullptr;
+  decltype(&::EVP_MD_CTX_free) md_ctx_free = nullptr;
+  decltype(&::EVP_DigestInit_ex) digest_init_ex = nullptr;
+  decltype(&::EVP_DigestUpdate) digest_update = nullptr;
+  decltype(&::EVP_DigestFinal_ex) digest_final_ex = nullptr;
+  decltype(&::EVP_sha256) sha256 = nullptr;
+  decltype(&::EVP_sha1) sha1 = nullptr;
+};
+
+// Loads libcrypto (once, thread-safe); throws Error as Curl() does.
+const CryptoLibrary& Crypto();
+
 }  // namespace hwyquant
 
-#endif  // HWYQUANT_PIPELINE_CURL_LIBRARY_H_
+#endif  // HWYQUANT_PIPELINE_HUB_LIBRARIES_H_
