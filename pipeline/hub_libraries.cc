@@ -17,31 +17,36 @@ constexpr const char* kLibcurlNeeded = "libcurl 7.62 or newer";
 constexpr const char* kLibcrypto = "libcrypto.so.3";
 constexpr const char* kLibcryptoNeeded = "OpenSSL 3";
 
-// Never closed: the functions stay in use until the process ends.
-void* Open(const char* soname, const char* package) {
-  void* library = ::dlopen(soname, RTLD_NOW | RTLD_LOCAL);
-  if (library == nullptr) {
-    const char* why = ::dlerror();
-    throw Error(std::string("cannot load ") + soname + ", which Hugging Face Hub access needs" +
-                " (install " + package + "): " + (why ? why : "unknown error"));
+// One library opened with dlopen (never closed: its functions stay in use until the process
+// ends) and its functions looked up by name; both throw Error naming what is missing.
+class Symbols {
+ public:
+  Symbols(const char* soname, const char* package, const char* needed)
+      : soname_(soname), needed_(needed), library_(::dlopen(soname, RTLD_NOW | RTLD_LOCAL)) {
+    if (library_ == nullptr) {
+      const char* why = ::dlerror();
+      throw Error(std::string("cannot load ") + soname + ", which Hugging Face Hub access needs" +
+                  " (install " + package + "): " + (why ? why : "unknown error"));
+    }
   }
-  return library;
-}
 
-template <class Fn>
-void ResolveIn(void* library, const char* soname, const char* needed, const char* name, Fn& fn) {
-  fn = reinterpret_cast<Fn>(::dlsym(library, name));
-  if (fn == nullptr) {
-    throw Error(std::string(soname) + " has no function " + name + " (" + needed +
-                " is needed)");
+  template <class Fn>
+  void operator()(const char* name, Fn& fn) const {
+    fn = reinterpret_cast<Fn>(::dlsym(library_, name));
+    if (fn == nullptr) {
+      throw Error(std::string(soname_) + " has no function " + name + " (" + needed_ +
+                  " is needed)");
+    }
   }
-}
+
+ private:
+  const char* soname_;
+  const char* needed_;
+  void* library_;
+};
 
 CurlLibrary LoadCurl() {
-  void* library = Open(kLibcurl, "libcurl4");
-  const auto resolve = [library](const char* name, auto& fn) {
-    ResolveIn(library, kLibcurl, kLibcurlNeeded, name, fn);
-  };
+  const Symbols resolve(kLibcurl, "libcurl4", kLibcurlNeeded);
   CurlLibrary lib;
   resolve("curl_global_init", lib.global_init);
   resolve("curl_easy_escape", lib.easy_escape);
@@ -65,10 +70,7 @@ CurlLibrary LoadCurl() {
 }
 
 CryptoLibrary LoadCrypto() {
-  void* library = Open(kLibcrypto, "libssl3");
-  const auto resolve = [library](const char* name, auto& fn) {
-    ResolveIn(library, kLibcrypto, kLibcryptoNeeded, name, fn);
-  };
+  const Symbols resolve(kLibcrypto, "libssl3", kLibcryptoNeeded);
   CryptoLibrary lib;
   resolve("EVP_MD_CTX_new", lib.md_ctx_new);
   resolve("EVP_MD_CTX_free", lib.md_ctx_free);
