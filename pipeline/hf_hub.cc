@@ -23,8 +23,8 @@
 #include <unordered_map>
 #include <utility>
 
-#include "pipeline/hub_libraries.h"
 #include "pipeline/hf_cache.h"
+#include "pipeline/hub_libraries.h"
 
 namespace hwyquant::hf {
 namespace {

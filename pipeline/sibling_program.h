@@ -10,7 +10,8 @@
 
 namespace hwyquant {
 
-// dir-of-this-executable/name; just name (for a PATH search) if /proc/self/exe is unreadable.
+// dir-of-this-executable/name, or just name when /proc/self/exe cannot be read (exec then looks
+// in the working directory and fails with a message naming it).
 inline std::string SiblingProgram(const std::string& name) {
   std::vector<char> self(4096);
   const ssize_t length = ::readlink("/proc/self/exe", self.data(), self.size() - 1);
