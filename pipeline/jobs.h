@@ -19,6 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pipeline/sibling_program.h"
+
 #include "hwyquant/format.h"
 
 struct sqlite3;
@@ -130,8 +132,8 @@ class Subscription {
 struct ManagerOptions {
   std::string data_dir;
   int max_concurrent = 1;
-  // The hwyquant binary to run for each job; /proc/self/exe is the running server itself.
-  std::string exe_path = "/proc/self/exe";
+  // The hwyquant CLI that runs each job: the one installed beside this server (hwyquant-serve).
+  std::string exe_path = SiblingProgram("hwyquant");
 };
 
 class JobManager {

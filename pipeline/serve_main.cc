@@ -5,12 +5,11 @@
 #include <exception>
 
 #include "pipeline/server.h"
-#include "pipeline/sibling_program.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Run the quantization job server (LocalAI's /api/quantization API)",
                "hwyquant serve"};
-  hwyquant::serve::ConfigureServeCommand(app, hwyquant::SiblingProgram("hwyquant"));
+  hwyquant::serve::ConfigureServeCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -281,7 +281,6 @@ int RunServer(const ServeOptions& options) {
   ManagerOptions manager_options;
   manager_options.data_dir = options.data_dir.empty() ? DefaultDataDir() : options.data_dir;
   manager_options.max_concurrent = options.max_concurrent;
-  if (!options.job_binary.empty()) manager_options.exe_path = options.job_binary;
   try {
     state.manager = std::make_unique<JobManager>(manager_options);
     state.manager->Start();
@@ -376,9 +375,8 @@ int RunServer(const ServeOptions& options) {
   return ok ? 0 : 1;
 }
 
-void ConfigureServeCommand(CLI::App& cmd, const std::string& job_binary) {
+void ConfigureServeCommand(CLI::App& cmd) {
   auto options = std::make_shared<ServeOptions>();
-  options->job_binary = job_binary;
   cmd.add_option("--host", options->host, "Address to bind (default 127.0.0.1: local only)");
   cmd.add_option("--port", options->port, "TCP port; 0 picks a free one")
       ->check(CLI::Range(0, 65535));

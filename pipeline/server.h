@@ -18,7 +18,6 @@ struct ServeOptions {
   std::string api_key;             // empty: no authentication
   int max_concurrent = 1;
   size_t max_body_bytes = 64 * 1024;
-  std::string job_binary;  // the hwyquant CLI that runs each job; empty: this process's binary
 };
 
 // The data directory used when --data-dir is not given.
@@ -28,9 +27,9 @@ std::string DefaultDataDir();
 // "hwyquant serve: listening on http://HOST:PORT" on stdout once it accepts connections.
 int RunServer(const ServeOptions& options);
 
-// Gives cmd the server's options and a callback that runs it, with jobs run by job_binary (the
-// hwyquant CLI). hwyquant-serve (serve_main.cc) is this command; `hwyquant serve` executes it.
-void ConfigureServeCommand(CLI::App& cmd, const std::string& job_binary);
+// Gives cmd the server's options and a callback that runs it. hwyquant-serve (serve_main.cc) is
+// this command; `hwyquant serve` executes it.
+void ConfigureServeCommand(CLI::App& cmd);
 
 }  // namespace hwyquant::serve
 
