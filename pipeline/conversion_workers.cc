@@ -59,28 +59,42 @@ void BufferPool::Give(Buffer buffer) {
   }
 }
 
-TensorJob::TensorJob(const TensorPlan& plan, TensorBytes source, BufferPool& outputs)
-    : plan_(plan), source_(std::move(source)) {
+TensorJob::TensorJob(const TensorPlan& plan, TensorBytes source, BufferPool& outputs,
+                     int64_t first_row, int64_t row_count)
+    : plan_(plan), source_(std::move(source)), first_row_(first_row) {
   const int64_t elements = plan_.ElementCount();
-  if (!plan_.converts() || elements == 0) return;
-  converted_ = outputs.Take(plan_.target_bytes);
+  if (!plan_.converts() || elements == 0) {
+    result_size_ = source_.size();
+    source_size_ = source_.size();
+    return;
+  }
   n_per_row_ = plan_.dims[0];
   rows_per_matrix_ = plan_.dims.size() > 1 ? plan_.dims[1] : 1;
-  const int64_t matrices = elements / (n_per_row_ * rows_per_matrix_);
-  chunk_rows_ = std::max<int64_t>(1, kChunkWeights / n_per_row_);
-  chunks_per_matrix_ = (rows_per_matrix_ + chunk_rows_ - 1) / chunk_rows_;
-  chunk_count_ = chunks_per_matrix_ * matrices;
+  const size_t source_row_bytes = RowSize(plan_.source_type, n_per_row_);
+  result_size_ = static_cast<size_t>(row_count) * RowSize(plan_.target_type, n_per_row_);
+  source_offset_ = static_cast<size_t>(first_row) * source_row_bytes;
+  source_size_ = static_cast<size_t>(row_count) * source_row_bytes;
+  converted_ = outputs.Take(result_size_);
+  const int64_t chunk_rows = std::max<int64_t>(1, kChunkWeights / n_per_row_);
+  const int64_t end_row = first_row + row_count;
+  for (int64_t row = first_row; row < end_row;) {
+    const int64_t matrix_end = (row / rows_per_matrix_ + 1) * rows_per_matrix_;
+    const int64_t rows = std::min({chunk_rows, end_row - row, matrix_end - row});
+    chunks_.push_back({row, rows});
+    row += rows;
+  }
+  chunk_count_ = static_cast<int64_t>(chunks_.size());
 }
 
 void TensorJob::ConvertChunk(int64_t chunk, Scratch& scratch) {
   const Type source_type = plan_.source_type;
   const Type target_type = plan_.target_type;
-  const int64_t matrix = chunk / chunks_per_matrix_;
-  const int64_t first_in_matrix = (chunk % chunks_per_matrix_) * chunk_rows_;
-  const int64_t rows = std::min(chunk_rows_, rows_per_matrix_ - first_in_matrix);
-  const size_t first_row = static_cast<size_t>(matrix * rows_per_matrix_ + first_in_matrix);
+  const int64_t rows = chunks_[static_cast<size_t>(chunk)].rows;
+  const size_t first_row = static_cast<size_t>(chunks_[static_cast<size_t>(chunk)].first_row);
+  const int64_t matrix = static_cast<int64_t>(first_row) / rows_per_matrix_;
   const size_t source_row_bytes = RowSize(source_type, n_per_row_);
-  uint8_t* dst = converted_.bytes.get() + first_row * RowSize(target_type, n_per_row_);
+  uint8_t* dst = converted_.bytes.get() +
+                 (first_row - static_cast<size_t>(first_row_)) * RowSize(target_type, n_per_row_);
   const int64_t experts = plan_.dims.size() > 2 ? plan_.dims[2] : 1;
   const float* imatrix =
       plan_.imatrix != nullptr ? plan_.imatrix->data() + (matrix % experts) * n_per_row_ : nullptr;

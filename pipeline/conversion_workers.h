@@ -65,18 +65,25 @@ inline const uint8_t* AlignedBlocks(const uint8_t* bytes, size_t size,
       AlignedView(bytes, size / sizeof(uint16_t), scratch));
 }
 
-// One tensor on its way from source bytes to target bytes. Chunks are row ranges inside one
-// matrix (each expert of a stacked tensor has its own imatrix slice).
+// Rows [first_row, first_row + row_count) of one tensor (rows of dims[0] weights, counted
+// across all its matrices) on their way from source bytes to target bytes. source holds the
+// whole tensor. Chunks are row ranges inside one matrix (each expert of a stacked tensor has its
+// own imatrix slice). A tensor that does not convert is one job of all its rows.
 class TensorJob {
  public:
-  // Takes the output buffer from outputs (when the tensor converts) and splits the rows into
-  // chunks of about kChunkWeights.
-  TensorJob(const TensorPlan& plan, TensorBytes source, BufferPool& outputs);
+  // Takes the output buffer for the rows from outputs (when the tensor converts) and splits the
+  // rows into chunks of about kChunkWeights.
+  TensorJob(const TensorPlan& plan, TensorBytes source, BufferPool& outputs, int64_t first_row,
+            int64_t row_count);
 
-  // The target bytes; valid once the job is done.
+  // The target bytes of the job's rows, result_size() of them; valid once the job is done.
   const uint8_t* result() const {
     return plan_.converts() ? converted_.bytes.get() : source_.data();
   }
+  size_t result_size() const { return result_size_; }
+  // Where the job's rows lie in the source bytes.
+  size_t source_offset() const { return source_offset_; }
+  size_t source_size() const { return source_size_; }
   // Hands the output buffer back for the next tensors, once the result is written.
   BufferPool::Buffer TakeOutput() { return std::move(converted_); }
   const TensorBytes& source() const { return source_; }
@@ -92,13 +99,21 @@ class TensorJob {
   };
   void ConvertChunk(int64_t chunk, Scratch& scratch);
 
+  struct Chunk {
+    int64_t first_row;  // in the tensor
+    int64_t rows;
+  };
+
   const TensorPlan& plan_;
   TensorBytes source_;
   BufferPool::Buffer converted_;
   int64_t n_per_row_ = 0;
   int64_t rows_per_matrix_ = 0;
-  int64_t chunk_rows_ = 0;
-  int64_t chunks_per_matrix_ = 0;
+  int64_t first_row_ = 0;
+  size_t result_size_ = 0;
+  size_t source_offset_ = 0;
+  size_t source_size_ = 0;
+  std::vector<Chunk> chunks_;
   int64_t chunk_count_ = 0;
   // Guarded by the pool's mutex.
   int64_t next_chunk_ = 0;

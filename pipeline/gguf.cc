@@ -775,18 +775,32 @@ GgufWriter::GgufWriter(OutputFile& out, std::vector<GgufKv> kv,
 }
 
 void GgufWriter::WriteTensorData(const void* data, size_t size) {
+  if (next_tensor_ < tensors_.size() &&
+      (written_of_next_ != 0 || size != tensors_[next_tensor_].size)) {
+    const GgufTensorInfo& info = tensors_[next_tensor_];
+    throw Error("'" + out_.path() + "': tensor '" + info.name + "' data is " +
+                std::to_string(written_of_next_ + size) + " bytes, its header says " +
+                std::to_string(info.size));
+  }
+  AppendTensorData(data, size);
+}
+
+void GgufWriter::AppendTensorData(const void* data, size_t size) {
   if (next_tensor_ >= tensors_.size()) {
     throw Error("'" + out_.path() + "': more tensor data written than the " +
                 std::to_string(tensors_.size()) + " tensors declared");
   }
   const GgufTensorInfo& info = tensors_[next_tensor_];
-  if (size != info.size) {
-    throw Error("'" + out_.path() + "': tensor '" + info.name + "' data is " +
-                std::to_string(size) + " bytes, its header says " + std::to_string(info.size));
+  if (size > info.size - written_of_next_) {
+    throw Error("'" + out_.path() + "': tensor '" + info.name + "' data is more than the " +
+                std::to_string(info.size) + " bytes its header says");
   }
   out_.Write(data, size);
-  out_.WriteZeros(PadTo(size, alignment_) - size);
+  written_of_next_ += size;
+  if (written_of_next_ < info.size) return;
+  out_.WriteZeros(PadTo(info.size, alignment_) - info.size);
   ++next_tensor_;
+  written_of_next_ = 0;
 }
 
 void GgufWriter::Finish() {

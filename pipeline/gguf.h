@@ -207,6 +207,9 @@ class GgufWriter {
 
   // Appends the next tensor's data; size must be exactly that tensor's byte size.
   void WriteTensorData(const void* data, size_t size);
+  // Appends the next size bytes of the current tensor's data, which may come in several parts;
+  // the part that completes it also writes its padding.
+  void AppendTensorData(const void* data, size_t size);
   // Checks every tensor was written; the caller then commits the OutputFile.
   void Finish();
 
@@ -218,6 +221,7 @@ class GgufWriter {
   std::vector<GgufTensorInfo> tensors_;
   uint32_t alignment_;
   size_t next_tensor_ = 0;
+  uint64_t written_of_next_ = 0;  // bytes of tensors_[next_tensor_] already appended
 };
 
 // Writes a complete GGUF file in one call (tests, small files): tensor data in order.

@@ -68,8 +68,8 @@ class OutputFile {
   uint64_t writeback_from_ = 0;  // start of the appended bytes not yet sent to the disk
   std::vector<uint8_t> buffer_;  // coalesces small writes (headers, padding)
   // Direct mode (O_DIRECT): whole aligned blocks of appended bytes are written from here; null
-  // in buffered mode. In huge pages: 8 MiB of 4 KiB pages had been 2,048 faults, at about 10 us
-  // each on a VM.
+  // in buffered mode. A huge page: in 4 KiB pages, an earlier 8 MiB buffer had been 2,048
+  // faults, at about 10 us each on a VM.
   HugePageBuffer direct_buffer_;
   size_t direct_used_ = 0;
   uint64_t sync_requested_to_ = 0;  // file_end_ when a background flush was last asked for

@@ -51,18 +51,56 @@ void SetKvLast(std::vector<GgufKv>& kv, const std::string& key, GgufValue value)
   kv.push_back({key, std::move(value)});
 }
 
-// Load-ahead limits: enough tensors that the workers never wait for the main thread's reading
-// and writing, few enough that memory stays near one tensor's size. The slack lets small
-// tensors (norms, or all of a small model) stream past the byte budget's largest-tensor terms.
-// Workers that pread their sources need no pages mapped ahead of them, so two tensors keep
-// them busy while one is written; more only held output buffers (about 20 MiB more peak RSS
-// on hwyquant-e2e's model, at the same wall time).
-constexpr size_t kMaxTensorsAhead = 16;
-constexpr size_t kMaxTensorsAheadReadingFiles = 2;
+// Converting tensors are worked on in pieces of at most one huge page of output, each with its
+// own buffer, so that the buffers in flight stay a few pages whatever the tensors' sizes. On a
+// VM that hands freed memory back to its host, every fresh page costs a host fault on first
+// touch: with whole-tensor buffers (two of 14 and 8 MiB for hwyquant-e2e's output and
+// token_embd) zeroing them took 11-22% of a Q3_K_S run's CPU time and 57% of a Q8_0 run's.
+constexpr uint64_t kPieceOutputBytes = kHugePageBytes;
+
+// Load-ahead limits: enough pieces that the workers never wait for the main thread's reading
+// and writing, few enough that memory stays near one piece's size. The slack lets small
+// tensors (norms, or all of a small model) stream past the byte budget's largest-piece terms.
+// Workers that pread their sources need no pages mapped ahead of them.
+constexpr size_t kMaxPiecesAhead = 16;
+constexpr size_t kMaxPiecesAheadReadingFiles = 2;
 constexpr uint64_t kLoadAheadSlackBytes = uint64_t{16} << 20;
 
-// The memory a loaded tensor holds until it is written: its output buffer, and its source
-// unless the workers pread it (a converting tensor of a file-backed source whose mapping
+// Rows [first_row, first_row + rows) of plan.tensors[tensor]; a tensor that does not convert,
+// or that has no weights, is one piece.
+struct Piece {
+  size_t tensor = 0;
+  int64_t first_row = 0;
+  int64_t rows = 0;
+  bool last = true;  // the tensor's last piece
+};
+
+std::vector<Piece> PlanPieces(const QuantizePlan& plan, bool whole_tensors,
+                              uint64_t piece_output_bytes) {
+  std::vector<Piece> pieces;
+  for (size_t i = 0; i < plan.tensors.size(); ++i) {
+    const TensorPlan& t = plan.tensors[i];
+    const int64_t elements = t.ElementCount();
+    if (!t.converts() || elements == 0) {
+      pieces.push_back({i, 0, 0, true});
+      continue;
+    }
+    const int64_t n_per_row = t.dims[0];
+    const int64_t rows = elements / n_per_row;
+    const int64_t piece_rows =
+        whole_tensors ? rows
+                      : std::max<int64_t>(1, static_cast<int64_t>(
+                                                 piece_output_bytes /
+                                                 RowSize(t.target_type, n_per_row)));
+    for (int64_t row = 0; row < rows; row += piece_rows) {
+      pieces.push_back({i, row, std::min(piece_rows, rows - row), row + piece_rows >= rows});
+    }
+  }
+  return pieces;
+}
+
+// The memory a loaded piece holds until it is written: its output buffer, and its tensor's
+// source unless the workers pread it (a converting tensor of a file-backed source whose mapping
 // nothing else reads).
 struct HeldBytes {
   bool sources_read_by_file = false;
@@ -70,8 +108,10 @@ struct HeldBytes {
   uint64_t Source(const TensorPlan& t) const {
     return t.converts() && sources_read_by_file ? 0 : t.source_bytes;
   }
-  uint64_t Output(const TensorPlan& t) const { return t.converts() ? t.target_bytes : 0; }
-  uint64_t Total(const TensorPlan& t) const { return Source(t) + Output(t); }
+  uint64_t Output(const TensorPlan& t, const Piece& piece) const {
+    return t.converts() ? static_cast<uint64_t>(piece.rows) * RowSize(t.target_type, t.dims[0])
+                        : 0;
+  }
 };
 
 int ThreadCount(int requested) {
@@ -343,17 +383,24 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
     writer = std::make_unique<GgufWriter>(*out, plan.kv, std::move(infos));
   }
 
-  // Tensors are loaded ahead of the one being written while the bytes in flight (sources not yet
-  // released, outputs not yet written) fit the budget: the largest tensor's source and output,
+  // Pieces are loaded ahead of the one being written while the bytes in flight (sources not yet
+  // released, outputs not yet written) fit the budget: the largest piece's source and output,
   // plus the largest output, which may still be waiting to be written, plus the slack. The
-  // first tensor not yet converted always loads.
+  // first piece not yet converted always loads.
   HeldBytes held;
   held.sources_read_by_file = source.ReadsTensorsFromFile() && !options.stats;
+  const std::vector<Piece> pieces =
+      options.dry_run
+          ? std::vector<Piece>()
+          : PlanPieces(plan, /*whole_tensors=*/options.stats,
+                       options.piece_output_bytes ? options.piece_output_bytes
+                                                  : kPieceOutputBytes);
   uint64_t largest = 0;
   uint64_t largest_output = 0;
-  for (const TensorPlan& t : plan.tensors) {
-    largest = std::max(largest, held.Total(t));
-    largest_output = std::max(largest_output, held.Output(t));
+  for (const Piece& piece : pieces) {
+    const TensorPlan& t = plan.tensors[piece.tensor];
+    largest = std::max(largest, held.Source(t) + held.Output(t, piece));
+    largest_output = std::max(largest_output, held.Output(t, piece));
   }
   const uint64_t budget = largest + largest_output + kLoadAheadSlackBytes;
   // Idle buffers are kept up to the whole budget: on some VMs the first touch of fresh memory
@@ -361,28 +408,39 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
   // worth reusing to the end.
   BufferPool outputs(/*max_idle_bytes=*/budget);
   const size_t max_ahead =
-      held.sources_read_by_file ? kMaxTensorsAheadReadingFiles : kMaxTensorsAhead;
+      held.sources_read_by_file ? kMaxPiecesAheadReadingFiles : kMaxPiecesAhead;
   std::deque<std::unique_ptr<TensorJob>> in_flight;  // loaded, not yet written; oldest first
   uint64_t in_flight_bytes = 0;
   size_t next_to_load = 0;
+  TensorBytes loading_source;  // the tensor whose pieces are being loaded, for the next ones
   std::optional<ConversionWorkers> workers;  // destroyed before in_flight, which it reads
   if (!options.dry_run) workers.emplace(nthreads);
-  // Submits tensors (first_needed always, later ones within the limits); their pages are mapped
-  // by prefetch_submitted, which can then run after other work that frees memory.
+  // Submits pieces (first_needed always, later ones within the limits); their pages are mapped
+  // by prefetch_submitted, which can then run after other work that frees memory. A tensor's
+  // source counts against the budget from its first piece's loading to its last one's release.
+  const auto held_by = [&](const Piece& piece) {
+    const TensorPlan& t = plan.tensors[piece.tensor];
+    return (piece.first_row == 0 ? held.Source(t) : 0) + held.Output(t, piece);
+  };
   const auto load_ahead = [&](size_t first_needed) {
-    while (next_to_load < plan.tensors.size() &&
+    while (next_to_load < pieces.size() &&
            (next_to_load <= first_needed ||
             (next_to_load - first_needed <= max_ahead &&
-             in_flight_bytes + held.Total(plan.tensors[next_to_load]) <= budget))) {
-      const TensorPlan& next = plan.tensors[next_to_load];
-      TensorBytes bytes = source.LoadTensor(next.source_index);
-      if (bytes.size() != next.source_bytes) {
-        throw Error(source.Describe() + ": tensor '" + next.name + "' has " +
-                    std::to_string(bytes.size()) + " bytes, expected " +
-                    std::to_string(next.source_bytes));
+             in_flight_bytes + held_by(pieces[next_to_load]) <= budget))) {
+      const Piece& piece = pieces[next_to_load];
+      const TensorPlan& next = plan.tensors[piece.tensor];
+      if (piece.first_row == 0) {
+        loading_source = source.LoadTensor(next.source_index);
+        if (loading_source.size() != next.source_bytes) {
+          throw Error(source.Describe() + ": tensor '" + next.name + "' has " +
+                      std::to_string(loading_source.size()) + " bytes, expected " +
+                      std::to_string(next.source_bytes));
+        }
       }
-      in_flight.push_back(std::make_unique<TensorJob>(next, std::move(bytes), outputs));
-      in_flight_bytes += held.Total(next);
+      in_flight.push_back(std::make_unique<TensorJob>(next, loading_source, outputs,
+                                                      piece.first_row, piece.rows));
+      if (piece.last) loading_source = TensorBytes();
+      in_flight_bytes += held_by(piece);
       workers->Submit(*in_flight.back());
       ++next_to_load;
     }
@@ -392,14 +450,17 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
     // After Submit, so the workers start on the first rows while the rest is being mapped.
     for (; next_to_prefetch < next_to_load; ++next_to_prefetch) {
       const TensorJob& job = *in_flight[next_to_prefetch - front];
-      job.source().Prefetch(0, job.source().size());
+      job.source().Prefetch(job.source_offset(), job.source_size());
     }
   };
+  size_t next_piece = 0;
   for (size_t i = 0; i < plan.tensors.size(); ++i) {
     const TensorPlan& t = plan.tensors[i];
-    if (!options.dry_run) {
-      load_ahead(i);
-      prefetch_submitted(i);
+    for (bool tensor_done = options.dry_run; !tensor_done; ++next_piece) {
+      const Piece& piece = pieces[next_piece];
+      tensor_done = piece.last;
+      load_ahead(next_piece);
+      prefetch_submitted(next_piece);
       TensorJob& job = *in_flight.front();
       try {
         workers->Wait(job);
@@ -408,16 +469,18 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
                     TypeName(t.target_type) + "): " + e.what());
       }
       const bool release_early = t.converts() && !options.stats;
+      const uint64_t source_released = piece.last ? held.Source(t) : 0;
       if (release_early) {
-        // The source is done with: its bytes make room for the next tensors, submitted first so
-        // that the workers go on while its pages are released and this tensor is written.
-        in_flight_bytes -= held.Source(t);
-        load_ahead(i + 1);
+        // The piece's source is done with (the tensor's, with its last piece): the bytes make
+        // room for the next pieces, submitted first so that the workers go on while the pages
+        // are released and this piece is written.
+        in_flight_bytes -= source_released;
+        load_ahead(next_piece + 1);
         job.ReleaseSource();
-        prefetch_submitted(i);
+        prefetch_submitted(next_piece);
       }
       const uint8_t* data = job.result();
-      writer->WriteTensorData(data, t.target_bytes);
+      writer->AppendTensorData(data, job.result_size());
       if (options.stats && t.converts() && t.ElementCount() > 0) {
         const int64_t n_per_row = t.dims[0];
         const int64_t rows = t.ElementCount() / n_per_row;
@@ -431,7 +494,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
         stats.type = t.target_type;
         result.stats.push_back(std::move(stats));
       }
-      in_flight_bytes -= release_early ? held.Output(t) : held.Total(t);
+      in_flight_bytes -= held.Output(t, piece) + (release_early ? 0 : source_released);
       outputs.Give(job.TakeOutput());
       in_flight.pop_front();  // releases the source pages, if still held
     }

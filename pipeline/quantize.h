@@ -41,6 +41,9 @@ struct QuantizeOptions {
   bool dry_run = false;
   bool stats = false;  // per-tensor error statistics (slower)
   std::vector<KvOverride> kv_overrides;
+  // Most output bytes a piece of a tensor is converted and written in; 0 means one huge page.
+  // Smaller values only cost time (tests use them to split small tensors).
+  uint64_t piece_output_bytes = 0;
 };
 
 struct TensorPlan {

@@ -407,6 +407,44 @@ TEST_CASE("GGUF round trip keeps every value type, tensor and byte", "[gguf]") {
   CHECK(test::ReadFileBytes(copy) == test::ReadFileBytes(path));
 }
 
+TEST_CASE("GgufWriter takes a tensor's data in parts and checks their total", "[gguf]") {
+  TempDir dir;
+  const SmallModel m = MakeSmallModel(EveryKindOfKv());
+  const std::string whole = dir.path() + "/whole.gguf";
+  WriteGgufFile(whole, m.kv, m.tensors, m.data);
+  const std::string parts = dir.path() + "/parts.gguf";
+  {
+    OutputFile out(parts);
+    GgufWriter writer(out, m.kv, m.tensors);
+    for (const std::vector<uint8_t>& bytes : m.data) {
+      // Uneven parts, one of them empty: 1, 0, 2, 3, ... bytes until the tensor is complete.
+      size_t done = 0;
+      for (size_t part = 1; done < bytes.size(); ++part) {
+        const size_t n = std::min(part == 2 ? 0 : part, bytes.size() - done);
+        writer.AppendTensorData(bytes.data() + done, n);
+        done += n;
+      }
+      if (bytes.empty()) writer.AppendTensorData(nullptr, 0);
+    }
+    writer.Finish();
+    out.Commit();
+  }
+  CHECK(test::ReadFileBytes(parts) == test::ReadFileBytes(whole));
+
+  OutputFile out(dir.path() + "/bad.gguf");
+  GgufWriter writer(out, m.kv, m.tensors);
+  const std::vector<uint8_t>& first = m.data[0];
+  REQUIRE(first.size() > 1);
+  writer.AppendTensorData(first.data(), 1);
+  CHECK_THROWS_WITH(writer.WriteTensorData(first.data(), first.size()),
+                    Catch::Contains("'" + m.tensors[0].name + "' data is " +
+                                    std::to_string(first.size() + 1) + " bytes"));
+  std::vector<uint8_t> too_many(first.size(), 0);
+  CHECK_THROWS_WITH(writer.AppendTensorData(too_many.data(), too_many.size()),
+                    Catch::Contains("more than the " + std::to_string(first.size()) + " bytes"));
+  CHECK_THROWS_WITH(writer.Finish(), Catch::Contains("only 0 of"));
+}
+
 TEST_CASE("GGUF honours general.alignment", "[gguf]") {
   std::vector<GgufKv> kv = {{"general.alignment", GgufValue::U32(256)}};
   const SmallModel m = MakeSmallModel(kv);

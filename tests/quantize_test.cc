@@ -187,6 +187,96 @@ TEST_CASE("quantize matches llama-quantize on every synthetic mix", "[quantize][
     const auto file = GgufFile::Open(out);
     CheckAgainstGolden(entry, expected, *file, options.imatrix_path);
     std::remove(out.c_str());
+    // These tensors fit in one piece; pieces of 7 rows or fewer split each one many times over,
+    // across chunk boundaries.
+    INFO("in pieces of at most 1000 output bytes");
+    options.piece_output_bytes = 1000;
+    Quantize(synth->Model(variant), out, options);
+    CheckAgainstGolden(entry, expected, *GgufFile::Open(out), options.imatrix_path);
+    std::remove(out.c_str());
+  }
+}
+
+TEST_CASE("quantize converts stacked experts in pieces, each with its expert's imatrix",
+          "[quantize]") {
+  TempDir dir;
+  constexpr int64_t kRow = 256, kRows = 48, kExperts = 4;
+  const std::vector<GgufKv> kv = {
+      {"general.architecture", GgufValue::String("llama")},
+      {"llama.block_count", GgufValue::U32(1)},
+      {"llama.attention.head_count", GgufValue::U32(4)},
+      {"llama.attention.head_count_kv", GgufValue::U32(4)},
+      {"llama.expert_count", GgufValue::U32(kExperts)},
+      {"llama.expert_used_count", GgufValue::U32(2)},
+  };
+  std::vector<GgufTensorInfo> tensors = {
+      {"token_embd.weight", {kRow, 32}, Type::kF32},
+      {"blk.0.ffn_up_exps.weight", {kRow, kRows, kExperts}, Type::kF32},
+      {"output.weight", {kRow, 32}, Type::kF32},
+  };
+  std::vector<std::vector<uint8_t>> data;
+  std::vector<float> experts;
+  uint32_t state = 12345;
+  for (GgufTensorInfo& t : tensors) {
+    std::vector<float> values(static_cast<size_t>(t.ElementCount()));
+    for (float& v : values) {
+      state = state * 1664525u + 1013904223u;
+      v = static_cast<float>(static_cast<int32_t>(state >> 8) - (1 << 23)) / (1 << 23);
+    }
+    if (t.name == "blk.0.ffn_up_exps.weight") experts = values;
+    const auto* bytes = reinterpret_cast<const uint8_t*>(values.data());
+    data.emplace_back(bytes, bytes + values.size() * sizeof(float));
+  }
+  const std::string model = dir.path() + "/moe.gguf";
+  WriteGgufFile(model, kv, tensors, data);
+  // A legacy imatrix with a different row of weights per expert (call count 1).
+  std::vector<float> importance(static_cast<size_t>(kRow * kExperts));
+  for (size_t i = 0; i < importance.size(); ++i) {
+    importance[i] = 0.25f + static_cast<float>((i * 37) % 101) / 16.0f;
+  }
+  const std::string imatrix = dir.path() + "/moe.dat";
+  {
+    std::ofstream f(imatrix, std::ios::binary);
+    const auto put = [&](int32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
+    const std::string name = "blk.0.ffn_up_exps.weight";
+    put(1);
+    put(static_cast<int32_t>(name.size()));
+    f.write(name.data(), static_cast<std::streamsize>(name.size()));
+    put(1);
+    put(static_cast<int32_t>(importance.size()));
+    f.write(reinterpret_cast<const char*>(importance.data()),
+            static_cast<std::streamsize>(importance.size() * sizeof(float)));
+  }
+
+  QuantizeOptions options;
+  options.preset = "Q4_K_M";
+  options.pure = true;
+  options.imatrix_path = imatrix;
+  const Type type = Type::kQ4_K;
+  const size_t row_bytes = RowSize(type, kRow);
+  std::vector<uint8_t> want(row_bytes * kRows * kExperts);
+  for (int64_t e = 0; e < kExperts; ++e) {
+    hwyquant::Quantize(type, experts.data() + e * kRows * kRow, want.data() + e * kRows * row_bytes,
+                       kRows, kRow, importance.data() + e * kRow);
+  }
+  // One piece per tensor, then 9-row pieces (1300 bytes of 144-byte rows) that straddle the
+  // experts' 48-row matrices, then one row per piece.
+  for (const uint64_t piece_bytes : {uint64_t{0}, uint64_t{1300}, uint64_t{1}}) {
+    INFO("pieces of at most " << piece_bytes << " output bytes (0: the default)");
+    options.piece_output_bytes = piece_bytes;
+    const std::string out = dir.path() + "/moe-q4_k.gguf";
+    Quantize(model, out, options);
+    const auto file = GgufFile::Open(out);
+    const int64_t index = file->FindTensor("blk.0.ffn_up_exps.weight");
+    REQUIRE(index >= 0);
+    const GgufTensorInfo& t = file->tensors()[static_cast<size_t>(index)];
+    REQUIRE(t.type == type);
+    REQUIRE(t.size == want.size());
+    const uint8_t* got = file->TensorData(static_cast<size_t>(index));
+    for (int64_t row = 0; row < kRows * kExperts; ++row) {
+      INFO("expert " << row / kRows << ", row " << row % kRows);
+      REQUIRE(std::memcmp(got + row * row_bytes, want.data() + row * row_bytes, row_bytes) == 0);
+    }
   }
 }
 
