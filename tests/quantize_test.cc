@@ -124,6 +124,33 @@ class RecordingProgress : public QuantizeProgressListener {
   bool done = false;
 };
 
+// A legacy llama-imatrix .dat file: per entry its name, the call count and the values times the
+// call count (the format stores sums), then the chunk count and dataset name when there are any.
+struct LegacyImatrixEntry {
+  std::string name;
+  std::vector<float> values;
+};
+void WriteLegacyImatrix(const std::string& path, const std::vector<LegacyImatrixEntry>& entries,
+                        int32_t calls, int32_t chunks = 0, const std::string& dataset = "") {
+  std::ofstream f(path, std::ios::binary);
+  const auto put = [&](int32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
+  put(static_cast<int32_t>(entries.size()));
+  for (const LegacyImatrixEntry& e : entries) {
+    put(static_cast<int32_t>(e.name.size()));
+    f.write(e.name.data(), static_cast<std::streamsize>(e.name.size()));
+    put(calls);
+    put(static_cast<int32_t>(e.values.size()));
+    for (float v : e.values) {
+      const float sum = v * static_cast<float>(calls);
+      f.write(reinterpret_cast<const char*>(&sum), 4);
+    }
+  }
+  if (chunks == 0) return;
+  put(chunks);
+  put(static_cast<int32_t>(dataset.size()));
+  f.write(dataset.data(), static_cast<std::streamsize>(dataset.size()));
+}
+
 QuantizeResult Quantize(const std::string& in, const std::string& out, QuantizeOptions options,
                         QuantizeProgressListener* progress = nullptr) {
   GgufModelSource source(in);
@@ -235,18 +262,7 @@ TEST_CASE("quantize converts stacked experts in pieces, each with its expert's i
     importance[i] = 0.25f + static_cast<float>((i * 37) % 101) / 16.0f;
   }
   const std::string imatrix = dir.path() + "/moe.dat";
-  {
-    std::ofstream f(imatrix, std::ios::binary);
-    const auto put = [&](int32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
-    const std::string name = "blk.0.ffn_up_exps.weight";
-    put(1);
-    put(static_cast<int32_t>(name.size()));
-    f.write(name.data(), static_cast<std::streamsize>(name.size()));
-    put(1);
-    put(static_cast<int32_t>(importance.size()));
-    f.write(reinterpret_cast<const char*>(importance.data()),
-            static_cast<std::streamsize>(importance.size() * sizeof(float)));
-  }
+  WriteLegacyImatrix(imatrix, {{"blk.0.ffn_up_exps.weight", importance}}, /*calls=*/1);
 
   QuantizeOptions options;
   options.preset = "Q4_K_M";
@@ -557,25 +573,10 @@ TEST_CASE("quantize from f16 and bf16 sources, requantize, threads, legacy imatr
     const auto gguf = GgufFile::Open(synth->Imatrix("pub_gqa"));
     const Imatrix loaded = LoadImatrix(synth->Imatrix("pub_gqa"));
     const std::string legacy = dir.path() + "/legacy.dat";
-    {
-      std::ofstream f(legacy, std::ios::binary);
-      const auto put = [&](int32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
-      put(static_cast<int32_t>(loaded.entries.size()));
-      for (const auto& [name, values] : loaded.entries) {
-        put(static_cast<int32_t>(name.size()));
-        f.write(name.data(), static_cast<std::streamsize>(name.size()));
-        put(4);  // ncall: values are stored times the call count; 4 divides exactly
-        put(static_cast<int32_t>(values.size()));
-        for (float v : values) {
-          const float scaled = v * 4.0f;
-          f.write(reinterpret_cast<const char*>(&scaled), 4);
-        }
-      }
-      put(10);  // chunk count
-      const std::string dataset = "synthetic.txt";
-      put(static_cast<int32_t>(dataset.size()));
-      f.write(dataset.data(), static_cast<std::streamsize>(dataset.size()));
-    }
+    std::vector<LegacyImatrixEntry> entries;
+    for (const auto& [name, values] : loaded.entries) entries.push_back({name, values});
+    // Values are stored times the call count; 4 divides exactly.
+    WriteLegacyImatrix(legacy, entries, /*calls=*/4, /*chunks=*/10, "synthetic.txt");
     QuantizeOptions options;
     options.preset = "Q3_K_M";
     options.imatrix_path = synth->Imatrix("pub_gqa");
@@ -624,20 +625,7 @@ TEST_CASE("quantize failures are clear and leave no output", "[quantize]") {
   SECTION("imatrix with the wrong row length") {
     // A legacy imatrix whose entry has 7 values for a tensor with 96-weight rows.
     const std::string legacy = dir.path() + "/wrong.dat";
-    {
-      std::ofstream f(legacy, std::ios::binary);
-      const auto put = [&](int32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
-      const std::string name = "blk.0.attn_q.weight";
-      put(1);
-      put(static_cast<int32_t>(name.size()));
-      f.write(name.data(), static_cast<std::streamsize>(name.size()));
-      put(1);
-      put(7);
-      for (int i = 0; i < 7; ++i) {
-        const float v = 1.0f;
-        f.write(reinterpret_cast<const char*>(&v), 4);
-      }
-    }
+    WriteLegacyImatrix(legacy, {{"blk.0.attn_q.weight", std::vector<float>(7, 1.0f)}}, /*calls=*/1);
     options.imatrix_path = legacy;
     CHECK_THROWS_WITH(Quantize(synth->Model("pub_odd"), out, options),
                       Catch::Contains("has 7 values for tensor 'blk.0.attn_q.weight'"));
