@@ -32,7 +32,7 @@ const T* AlignedView(const uint8_t* bytes, size_t count, std::vector<T>& scratch
   return scratch.data();
 }
 
-// Output buffers recycled from tensor to tensor: every first touch of a fresh allocation costs a
+// Output buffers recycled from piece to piece: every first touch of a fresh allocation costs a
 // page fault and a zeroed page, which measured as much as a fifth of the time to write them.
 // Buffers are huge-page mappings (huge_pages.h): in 4 KiB pages, 15,800 first-touch faults
 // had been a third of a Q8_0 run's CPU time on a VM. Used from one thread.
@@ -84,7 +84,7 @@ class TensorJob {
   // Where the job's rows lie in the source bytes.
   size_t source_offset() const { return source_offset_; }
   size_t source_size() const { return source_size_; }
-  // Hands the output buffer back for the next tensors, once the result is written.
+  // Hands the output buffer back for the next pieces, once the result is written.
   BufferPool::Buffer TakeOutput() { return std::move(converted_); }
   const TensorBytes& source() const { return source_; }
   // Drops the source bytes (and with them the source's pages) once a converting job is done.
