@@ -539,6 +539,12 @@ TEST_CASE("quantize from f16 and bf16 sources, requantize, threads, legacy imatr
     hwyquant::Quantize(Type::kQ4_0, f32.data(), want.data(), t.dims[1], t.dims[0]);
     REQUIRE(file->tensors()[static_cast<size_t>(o)].size == want.size());
     CHECK(std::memcmp(file->TensorData(static_cast<size_t>(o)), want.data(), want.size()) == 0);
+    // In pieces of a few rows, each dequantizing its own rows: the same file.
+    QuantizeOptions q4_pieces = q4;
+    q4_pieces.piece_output_bytes = 1000;
+    const std::string out_pieces = dir.path() + "/requant-pieces.gguf";
+    Quantize(q8_path, out_pieces, q4_pieces);
+    CHECK(test::ReadFileBytes(out_pieces) == test::ReadFileBytes(out));
 
     // general.alignment 1 and a header of odd length put quantized tensors at odd addresses,
     // where the kernels refuse f16 block scales: requantizing still works, with the same bytes.
@@ -568,6 +574,8 @@ TEST_CASE("quantize from f16 and bf16 sources, requantize, threads, legacy imatr
     REQUIRE(file_odd->tensors()[static_cast<size_t>(oo)].size == want.size());
     CHECK(std::memcmp(file_odd->TensorData(static_cast<size_t>(oo)), want.data(), want.size()) ==
           0);
+    Quantize(odd_path, out_pieces, q4_pieces);
+    CHECK(test::ReadFileBytes(out_pieces) == test::ReadFileBytes(out_odd));
   }
   SECTION("a legacy .dat imatrix gives the same bytes as the GGUF one") {
     const auto gguf = GgufFile::Open(synth->Imatrix("pub_gqa"));

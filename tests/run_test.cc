@@ -33,10 +33,11 @@ std::vector<std::string> GoldenPresets(const std::string& model) {
 }
 
 void Quantize(ModelSource& source, const std::string& preset,
-              const std::string& out) {
+              const std::string& out, uint64_t piece_output_bytes = 0) {
   QuantizeOptions options;
   options.preset = preset;
   options.nthreads = 2;
+  options.piece_output_bytes = piece_output_bytes;
   QuantizeModel(source, out, options, nullptr);
 }
 
@@ -74,8 +75,10 @@ TEST_CASE(
       const std::string one_pass = scratch.path() + "/one-pass.gguf";
       const std::string two_pass = scratch.path() + "/two-pass.gguf";
       {
+        // In pieces of at most 1000 output bytes, which split every tensor
+        // of these small models, against whole tensors in the second pass.
         HfModelSource source(dir);
-        Quantize(source, preset, one_pass);
+        Quantize(source, preset, one_pass, /*piece_output_bytes=*/1000);
       }
       {
         GgufModelSource source(converted);
