@@ -83,14 +83,13 @@ TensorJob::TensorJob(const TensorPlan& plan, TensorBytes source, BufferPool& out
     chunks_.push_back({row, rows});
     row += rows;
   }
-  chunk_count_ = static_cast<int64_t>(chunks_.size());
 }
 
-void TensorJob::ConvertChunk(int64_t chunk, Scratch& scratch) {
+void TensorJob::ConvertChunk(size_t chunk, Scratch& scratch) {
   const Type source_type = plan_.source_type;
   const Type target_type = plan_.target_type;
-  const int64_t rows = chunks_[static_cast<size_t>(chunk)].rows;
-  const size_t first_row = static_cast<size_t>(chunks_[static_cast<size_t>(chunk)].first_row);
+  const int64_t rows = chunks_[chunk].rows;
+  const size_t first_row = static_cast<size_t>(chunks_[chunk].first_row);
   const int64_t matrix = static_cast<int64_t>(first_row) / rows_per_matrix_;
   const size_t source_row_bytes = RowSize(source_type, n_per_row_);
   uint8_t* dst = converted_.bytes.get() +
@@ -136,7 +135,7 @@ ConversionWorkers::~ConversionWorkers() {
 }
 
 void ConversionWorkers::Submit(TensorJob& job) {
-  if (job.chunk_count_ == 0) return;
+  if (job.chunks_.empty()) return;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_.push_back(&job);
@@ -146,7 +145,7 @@ void ConversionWorkers::Submit(TensorJob& job) {
 
 void ConversionWorkers::Wait(TensorJob& job) {
   std::unique_lock<std::mutex> lock(mutex_);
-  job_done_.wait(lock, [&] { return job.chunks_done_ == job.chunk_count_; });
+  job_done_.wait(lock, [&] { return job.chunks_done_ == job.chunks_.size(); });
   if (job.error_) std::rethrow_exception(job.error_);
 }
 
@@ -157,8 +156,8 @@ void ConversionWorkers::Work() {
     work_ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (stopping_) return;
     TensorJob& job = *queue_.front();
-    const int64_t chunk = job.next_chunk_++;
-    if (job.next_chunk_ == job.chunk_count_) queue_.pop_front();
+    const size_t chunk = job.next_chunk_++;
+    if (job.next_chunk_ == job.chunks_.size()) queue_.pop_front();
     lock.unlock();
     std::exception_ptr error;
     try {
@@ -168,7 +167,7 @@ void ConversionWorkers::Work() {
     }
     lock.lock();
     if (error && !job.error_) job.error_ = error;
-    if (++job.chunks_done_ == job.chunk_count_) job_done_.notify_all();
+    if (++job.chunks_done_ == job.chunks_.size()) job_done_.notify_all();
   }
 }
 

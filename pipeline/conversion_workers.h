@@ -97,7 +97,7 @@ class TensorJob {
     std::vector<float> floats;
     std::vector<uint16_t> halves;  // f16, bf16 or quantized blocks
   };
-  void ConvertChunk(int64_t chunk, Scratch& scratch);
+  void ConvertChunk(size_t chunk, Scratch& scratch);
 
   struct Chunk {
     int64_t first_row;  // in the tensor
@@ -114,10 +114,9 @@ class TensorJob {
   size_t source_offset_ = 0;
   size_t source_size_ = 0;
   std::vector<Chunk> chunks_;
-  int64_t chunk_count_ = 0;
   // Guarded by the pool's mutex.
-  int64_t next_chunk_ = 0;
-  int64_t chunks_done_ = 0;
+  size_t next_chunk_ = 0;
+  size_t chunks_done_ = 0;
   std::exception_ptr error_;
 };
 
