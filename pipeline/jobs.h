@@ -19,9 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "pipeline/sibling_program.h"
-
 #include "hwyquant/format.h"
+#include "pipeline/sibling_program.h"
 
 struct sqlite3;
 

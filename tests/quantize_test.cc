@@ -214,8 +214,8 @@ TEST_CASE("quantize matches llama-quantize on every synthetic mix", "[quantize][
     const auto file = GgufFile::Open(out);
     CheckAgainstGolden(entry, expected, *file, options.imatrix_path);
     std::remove(out.c_str());
-    // These tensors fit in one piece; pieces of 7 rows or fewer split each one many times over,
-    // across chunk boundaries.
+    // These tensors fit in one piece; pieces of at most 1000 output bytes hold a few rows each
+    // (one where a row is longer), so they split each tensor many times over.
     INFO("in pieces of at most 1000 output bytes");
     options.piece_output_bytes = 1000;
     Quantize(synth->Model(variant), out, options);
