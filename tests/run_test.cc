@@ -75,8 +75,8 @@ TEST_CASE(
       const std::string one_pass = scratch.path() + "/one-pass.gguf";
       const std::string two_pass = scratch.path() + "/two-pass.gguf";
       {
-        // In pieces of at most 1000 output bytes, which split every tensor
-        // of these small models, against whole tensors in the second pass.
+        // In pieces of at most 1000 output bytes, which split all but the
+        // smallest tensors, against the default pieces in the second pass.
         HfModelSource source(dir);
         Quantize(source, preset, one_pass, /*piece_output_bytes=*/1000);
       }
