@@ -262,7 +262,7 @@ TEST_CASE("OutputFile writes exact bytes across direct-I/O blocks, patches and t
     for (size_t piece : pieces) AppendPart(out, expected, done, piece);
     CHECK(out.size() == total);
     out.Commit();
-    CHECK(test::ReadFileBytes(path) == expected);
+    CHECK(test::BytesDifference(test::ReadFileBytes(path), expected) == "");
   }
   SECTION("patches already written bytes, then appends more") {
     const std::string path = dir.path() + "/patched.bin";
@@ -278,7 +278,7 @@ TEST_CASE("OutputFile writes exact bytes across direct-I/O blocks, patches and t
     std::memcpy(expected.data() + (size_t{8} << 20) + 7, patch, 3);
     for (size_t i = 6; i < pieces.size(); ++i) AppendPart(out, expected, done, pieces[i]);
     out.Commit();
-    CHECK(test::ReadFileBytes(path) == expected);
+    CHECK(test::BytesDifference(test::ReadFileBytes(path), expected) == "");
   }
 }
 
@@ -303,7 +303,7 @@ TEST_CASE("OutputFile keeps exact bytes while flushing in the background", "[out
   out.WriteAt(size_t{33} << 20, patch, 2);
   std::memcpy(patched.data() + (size_t{33} << 20), patch, 2);
   out.Commit();
-  CHECK(test::ReadFileBytes(path) == patched);
+  CHECK(test::BytesDifference(test::ReadFileBytes(path), patched) == "");
 }
 
 TEST_CASE("OutputFile fits a file that ends exactly at RLIMIT_FSIZE", "[output_file]") {
@@ -334,7 +334,7 @@ TEST_CASE("OutputFile fits a file that ends exactly at RLIMIT_FSIZE", "[output_f
   REQUIRE(::waitpid(child, &status, 0) == child);
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
-  CHECK(test::ReadFileBytes(path) == expected);
+  CHECK(test::BytesDifference(test::ReadFileBytes(path), expected) == "");
 }
 
 TEST_CASE("OutputFile reports an unwritable directory naming the file", "[output_file]") {
@@ -404,7 +404,7 @@ TEST_CASE("GGUF round trip keeps every value type, tensor and byte", "[gguf]") {
   }
   const std::string copy = dir.path() + "/copy.gguf";
   WriteGgufFile(copy, file->kv(), file->tensors(), data);
-  CHECK(test::ReadFileBytes(copy) == test::ReadFileBytes(path));
+  CHECK(test::FileDifference(copy, path) == "");
 }
 
 TEST_CASE("GgufWriter takes a tensor's data in parts and checks their total", "[gguf]") {
@@ -429,7 +429,7 @@ TEST_CASE("GgufWriter takes a tensor's data in parts and checks their total", "[
     writer.Finish();
     out.Commit();
   }
-  CHECK(test::ReadFileBytes(parts) == test::ReadFileBytes(whole));
+  CHECK(test::FileDifference(parts, whole) == "");
 
   OutputFile out(dir.path() + "/bad.gguf");
   GgufWriter writer(out, m.kv, m.tensors);
@@ -683,7 +683,7 @@ TEST_CASE("GGUF reader agrees with gguf_mini.py and the writer reproduces its by
   }
   const std::string copy = dir.path() + "/copy.gguf";
   WriteGgufFile(copy, file->kv(), file->tensors(), data);
-  CHECK(test::ReadFileBytes(copy) == test::ReadFileBytes(model));
+  CHECK(test::FileDifference(copy, model) == "");
 }
 
 }  // namespace

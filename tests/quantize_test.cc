@@ -510,8 +510,7 @@ TEST_CASE("quantize from f16 and bf16 sources, requantize, threads, legacy imatr
     Quantize(model, dir.path() + "/t1.gguf", options);
     options.nthreads = 3;
     Quantize(model, dir.path() + "/t3.gguf", options);
-    CHECK(test::ReadFileBytes(dir.path() + "/t1.gguf") ==
-          test::ReadFileBytes(dir.path() + "/t3.gguf"));
+    CHECK(test::FileDifference(dir.path() + "/t1.gguf", dir.path() + "/t3.gguf") == "");
   }
   SECTION("requantizing needs --allow-requantize and dequantizes first") {
     QuantizeOptions q8;
@@ -544,7 +543,7 @@ TEST_CASE("quantize from f16 and bf16 sources, requantize, threads, legacy imatr
     q4_pieces.piece_output_bytes = 1000;
     const std::string out_pieces = dir.path() + "/requant-pieces.gguf";
     Quantize(q8_path, out_pieces, q4_pieces);
-    CHECK(test::ReadFileBytes(out_pieces) == test::ReadFileBytes(out));
+    CHECK(test::FileDifference(out_pieces, out) == "");
 
     // general.alignment 1 and a header of odd length put quantized tensors at odd addresses,
     // where the kernels refuse f16 block scales: requantizing still works, with the same bytes.
@@ -575,7 +574,7 @@ TEST_CASE("quantize from f16 and bf16 sources, requantize, threads, legacy imatr
     CHECK(std::memcmp(file_odd->TensorData(static_cast<size_t>(oo)), want.data(), want.size()) ==
           0);
     Quantize(odd_path, out_pieces, q4_pieces);
-    CHECK(test::ReadFileBytes(out_pieces) == test::ReadFileBytes(out_odd));
+    CHECK(test::FileDifference(out_pieces, out_odd) == "");
   }
   SECTION("a legacy .dat imatrix gives the same bytes as the GGUF one") {
     const auto gguf = GgufFile::Open(synth->Imatrix("pub_gqa"));

@@ -529,7 +529,9 @@ TEST_CASE("serve: whole job lifecycle on stories260K, bytes equal hwyquant run",
       CHECK(yaml.find("backend: llama-cpp") != std::string::npos);
       std::string file = output_file.substr(output_file.find_last_of('/') + 1);
       CHECK(yaml.find("model: " + name + "/" + file) != std::string::npos);
-      CHECK(hwyquant::test::ReadFileBytes(data.path() + "/models/" + name + "/" + file) == direct);
+      CHECK(hwyquant::test::BytesDifference(
+          hwyquant::test::ReadFileBytes(data.path() + "/models/" + name + "/" + file),
+          direct) == "");
       CHECK(GetJob(*cli, id)["import_model_name"] == name);
       CheckJsonError(Do(*cli, "POST", std::string(kJobs) + "/" + id + "/import",
                         json{{"name", name}}.dump()),
@@ -784,7 +786,9 @@ TEST_CASE("serve: an import the server died in is placed again on restart", "[se
   CHECK(job["import_model_name"] == name);
   const std::string file =
       job["output_file"].get<std::string>().substr(job["output_file"].get<std::string>().rfind('/') + 1);
-  CHECK(hwyquant::test::ReadFileBytes(data.path() + "/models/" + name + "/" + file) == output);
+  CHECK(hwyquant::test::BytesDifference(
+            hwyquant::test::ReadFileBytes(data.path() + "/models/" + name + "/" + file),
+            output) == "");
   CHECK(!fs::exists(data.path() + "/models/" + name + "/partial.gguf.tmp"));
   CHECK(hwyquant::test::ReadTextFile(data.path() + "/models/" + name + ".yaml")
             .find("model: " + name + "/" + file) != std::string::npos);

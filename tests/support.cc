@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -53,6 +54,24 @@ std::vector<float> ReadF32File(const std::string& path) {
 std::string ReadTextFile(const std::string& path) {
   const std::vector<uint8_t> bytes = ReadFileBytes(path);
   return std::string(bytes.begin(), bytes.end());
+}
+
+std::string BytesDifference(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  const auto [at_a, at_b] = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
+  if (at_a == a.end() && at_b == b.end()) return "";
+  const std::string sizes =
+      std::to_string(a.size()) + " and " + std::to_string(b.size()) + " bytes, ";
+  const size_t offset = static_cast<size_t>(at_a - a.begin());
+  if (at_a == a.end() || at_b == b.end()) {
+    return sizes + "the same up to the shorter's end at byte " + std::to_string(offset);
+  }
+  return sizes + "first different at byte " + std::to_string(offset) + " (" +
+         std::to_string(*at_a) + " vs " + std::to_string(*at_b) + ")";
+}
+
+std::string FileDifference(const std::string& path_a, const std::string& path_b) {
+  const std::string difference = BytesDifference(ReadFileBytes(path_a), ReadFileBytes(path_b));
+  return difference.empty() ? "" : path_a + " and " + path_b + ": " + difference;
 }
 
 std::string Sha256Hex(const void* data, size_t size) {

@@ -20,6 +20,11 @@ bool FileExists(const std::string& path);
 std::vector<uint8_t> ReadFileBytes(const std::string& path);
 std::vector<float> ReadF32File(const std::string& path);
 std::string ReadTextFile(const std::string& path);
+// "" when the bytes are the same, else their sizes and where they first differ: for CHECK, whose
+// message for two unequal byte vectors would print every byte (minutes for a model file).
+std::string BytesDifference(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b);
+// BytesDifference of two files' contents, naming the files.
+std::string FileDifference(const std::string& path_a, const std::string& path_b);
 
 std::string Sha256Hex(const void* data, size_t size);
 
