@@ -12,6 +12,8 @@ namespace {
 // About 256 KiB of f32 per chunk: long enough that claiming a chunk costs nothing measurable,
 // short enough that the last tensor of a model still splits evenly over the workers.
 constexpr int64_t kChunkWeights = 64 * 1024;
+// Rows of a tensor kept as it is are copied in chunks of as many bytes as that f32.
+constexpr int64_t kChunkCopyBytes = kChunkWeights * static_cast<int64_t>(sizeof(float));
 
 // count values of type T from source at byte offset: copied into scratch (hot in cache for the
 // kernel that reads them next) where the source has a file, else viewed in place.
@@ -63,7 +65,13 @@ TensorJob::TensorJob(const TensorPlan& plan, TensorBytes source, BufferPool& out
                      int64_t first_row, int64_t row_count)
     : plan_(plan), source_(std::move(source)), first_row_(first_row) {
   const int64_t elements = plan_.ElementCount();
-  if (!plan_.converts() || elements == 0) {
+  if (elements == 0 || (!plan_.converts() && !source_.has_file())) {
+    // The result is then the whole tensor: a piece of it would be written as all of it.
+    if (first_row != 0 || (elements > 0 && row_count != elements / plan_.dims[0])) {
+      throw Error("tensor '" + plan_.name + "': rows " + std::to_string(first_row) + "+" +
+                  std::to_string(row_count) + " of a tensor that is not copied row by row");
+    }
+    views_source_ = true;
     result_size_ = source_.size();
     source_size_ = source_.size();
     return;
@@ -75,7 +83,9 @@ TensorJob::TensorJob(const TensorPlan& plan, TensorBytes source, BufferPool& out
   source_offset_ = static_cast<size_t>(first_row) * source_row_bytes;
   source_size_ = static_cast<size_t>(row_count) * source_row_bytes;
   converted_ = outputs.Take(result_size_);
-  const int64_t chunk_rows = std::max<int64_t>(1, kChunkWeights / n_per_row_);
+  const int64_t chunk_rows = std::max<int64_t>(
+      1, plan_.converts() ? kChunkWeights / n_per_row_
+                          : kChunkCopyBytes / static_cast<int64_t>(source_row_bytes));
   const int64_t end_row = first_row + row_count;
   for (int64_t row = first_row; row < end_row;) {
     const int64_t matrix_end = (row / rows_per_matrix_ + 1) * rows_per_matrix_;
@@ -99,7 +109,9 @@ void TensorJob::ConvertChunk(size_t chunk, Scratch& scratch) {
       plan_.imatrix != nullptr ? plan_.imatrix->data() + (matrix % experts) * n_per_row_ : nullptr;
   const size_t weights = static_cast<size_t>(rows * n_per_row_);
   const size_t from = first_row * source_row_bytes;
-  if (source_type == Type::kF32) {
+  if (!plan_.converts()) {
+    source_.Read(from, static_cast<size_t>(rows) * source_row_bytes, dst);
+  } else if (source_type == Type::kF32) {
     Quantize(target_type, SourceRows(source_, from, weights, scratch.floats), dst, rows,
              n_per_row_, imatrix);
   } else if (source_type == Type::kF16) {

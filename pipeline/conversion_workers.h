@@ -68,17 +68,19 @@ inline const uint8_t* AlignedBlocks(const uint8_t* bytes, size_t size,
 // Rows [first_row, first_row + row_count) of one tensor (rows of dims[0] weights, counted
 // across all its matrices) on their way from source bytes to target bytes. source holds the
 // whole tensor. Chunks are row ranges inside one matrix (each expert of a stacked tensor has its
-// own imatrix slice). A tensor that does not convert is one job of all its rows.
+// own imatrix slice). A tensor kept as it is has its rows copied into the output buffer with
+// pread where the source has a file (mapping them would put page-cache pages, possibly whole
+// 2 MiB folios, into the process); otherwise its job is all of its rows, viewed in place.
 class TensorJob {
  public:
-  // Takes the output buffer for the rows from outputs (when the tensor converts) and splits the
-  // rows into chunks of about kChunkWeights.
+  // Takes the output buffer for the rows from outputs (unless they are viewed in place) and
+  // splits the rows into chunks of about kChunkWeights (or their bytes, when copying).
   TensorJob(const TensorPlan& plan, TensorBytes source, BufferPool& outputs, int64_t first_row,
             int64_t row_count);
 
   // The target bytes of the job's rows, result_size() of them; valid once the job is done.
   const uint8_t* result() const {
-    return plan_.converts() ? converted_.bytes.get() : source_.data();
+    return views_source_ ? source_.data() : converted_.bytes.get();
   }
   size_t result_size() const { return result_size_; }
   // Where the job's rows lie in the source bytes.
@@ -106,6 +108,7 @@ class TensorJob {
 
   const TensorPlan& plan_;
   TensorBytes source_;
+  bool views_source_ = false;  // the result is the source bytes themselves
   BufferPool::Buffer converted_;
   int64_t n_per_row_ = 0;
   int64_t rows_per_matrix_ = 0;

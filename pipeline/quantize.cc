@@ -66,8 +66,8 @@ constexpr size_t kMaxPiecesAhead = 16;
 constexpr size_t kMaxPiecesAheadReadingFiles = 2;
 constexpr uint64_t kLoadAheadSlackBytes = uint64_t{16} << 20;
 
-// Rows [first_row, first_row + rows) of plan.tensors[tensor]; a tensor that does not convert,
-// or that has no weights, is one piece.
+// Rows [first_row, first_row + rows) of plan.tensors[tensor]; a tensor that has no weights, or
+// that is kept as it is and not copied from a file, is one piece.
 struct Piece {
   size_t tensor = 0;
   int64_t first_row = 0;
@@ -75,18 +75,22 @@ struct Piece {
   bool last = true;  // the tensor's last piece
 };
 
-std::vector<Piece> PlanPieces(const QuantizePlan& plan, bool whole_tensors,
+std::vector<Piece> PlanPieces(const QuantizePlan& plan, bool whole_tensors, bool copies_kept,
                               uint64_t piece_output_bytes) {
   std::vector<Piece> pieces;
   for (size_t i = 0; i < plan.tensors.size(); ++i) {
     const TensorPlan& t = plan.tensors[i];
     const int64_t elements = t.ElementCount();
-    if (!t.converts() || elements == 0) {
+    if (elements == 0) {
       pieces.push_back({i, 0, 0, true});
       continue;
     }
     const int64_t n_per_row = t.dims[0];
     const int64_t rows = elements / n_per_row;
+    if (!t.converts() && !copies_kept) {
+      pieces.push_back({i, 0, rows, true});
+      continue;
+    }
     const int64_t piece_rows =
         whole_tensors ? rows
                       : std::max<int64_t>(1, static_cast<int64_t>(
@@ -99,17 +103,19 @@ std::vector<Piece> PlanPieces(const QuantizePlan& plan, bool whole_tensors,
   return pieces;
 }
 
-// The memory a loaded piece holds until it is written: its output buffer, and its tensor's
-// source unless the workers pread it (a converting tensor of a file-backed source whose mapping
-// nothing else reads).
+// The memory a loaded piece holds until it is written: its output buffer, where it has one
+// (the tensor converts, or is kept as it is and its rows are copied with pread), and its
+// tensor's source unless the workers pread it and nothing else reads the mapping.
 struct HeldBytes {
-  bool sources_read_by_file = false;
+  bool reads_file = false;     // the workers pread sources (ModelSource::ReadsTensorsFromFile)
+  bool keeps_sources = false;  // --stats reads converting tensors' sources after conversion
 
+  bool HasOutput(const TensorPlan& t) const { return t.converts() || reads_file; }
   uint64_t Source(const TensorPlan& t) const {
-    return t.converts() && sources_read_by_file ? 0 : t.source_bytes;
+    return reads_file && !(keeps_sources && t.converts()) ? 0 : t.source_bytes;
   }
   uint64_t Output(const TensorPlan& t, const Piece& piece) const {
-    return t.converts() ? static_cast<uint64_t>(piece.rows) * RowSize(t.target_type, t.dims[0])
+    return HasOutput(t) ? static_cast<uint64_t>(piece.rows) * RowSize(t.target_type, t.dims[0])
                         : 0;
   }
 };
@@ -388,11 +394,13 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
   // plus the largest output, which may still be waiting to be written, plus the slack. The
   // first piece not yet converted always loads.
   HeldBytes held;
-  held.sources_read_by_file = source.ReadsTensorsFromFile() && !options.stats;
+  held.reads_file = source.ReadsTensorsFromFile();
+  held.keeps_sources = options.stats;
   const std::vector<Piece> pieces =
       options.dry_run
           ? std::vector<Piece>()
           : PlanPieces(plan, /*whole_tensors=*/options.stats,
+                       /*copies_kept=*/held.reads_file,
                        options.piece_output_bytes ? options.piece_output_bytes
                                                   : kPieceOutputBytes);
   uint64_t largest = 0;
@@ -408,7 +416,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
   // worth reusing to the end.
   BufferPool outputs(/*max_idle_bytes=*/budget);
   const size_t max_ahead =
-      held.sources_read_by_file ? kMaxPiecesAheadReadingFiles : kMaxPiecesAhead;
+      held.reads_file && !held.keeps_sources ? kMaxPiecesAheadReadingFiles : kMaxPiecesAhead;
   std::deque<std::unique_ptr<TensorJob>> in_flight;  // loaded, not yet written; oldest first
   uint64_t in_flight_bytes = 0;
   size_t next_to_load = 0;
@@ -468,7 +476,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
         throw Error("tensor '" + t.name + "' (" + TypeName(t.source_type) + " -> " +
                     TypeName(t.target_type) + "): " + e.what());
       }
-      const bool release_early = t.converts() && !options.stats;
+      const bool release_early = held.HasOutput(t) && !options.stats;
       const uint64_t source_released = piece.last ? held.Source(t) : 0;
       if (release_early) {
         // The piece's source is done with (the tensor's, with its last piece): the bytes make

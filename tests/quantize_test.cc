@@ -464,15 +464,21 @@ TEST_CASE("quantize options change types as llama-quantize's do", "[quantize]") 
   SECTION("COPY keeps every tensor and records the input's file type") {
     QuantizeOptions options;
     options.preset = "copy";
-    Quantize(synth->Model("pub_odd"), out, options);
     const auto in = GgufFile::Open(synth->Model("pub_odd"));
-    const auto file = GgufFile::Open(out);
-    CHECK(file->FindKey("general.file_type")->AsUInt() == 0);
-    REQUIRE(file->tensors().size() == in->tensors().size());
-    for (size_t i = 0; i < file->tensors().size(); ++i) {
-      const int64_t j = in->FindTensor(file->tensors()[i].name);
-      CHECK(file->tensors()[i].type == in->tensors()[static_cast<size_t>(j)].type);
-      CHECK(TensorSha(*file, i) == TensorSha(*in, static_cast<size_t>(j)));
+    // Kept rows are copied from the file in pieces: one per tensor, two 384-byte rows, one row.
+    for (const uint64_t piece_bytes : {uint64_t{0}, uint64_t{1000}, uint64_t{1}}) {
+      INFO("pieces of at most " << piece_bytes << " bytes (0: the default)");
+      options.piece_output_bytes = piece_bytes;
+      Quantize(synth->Model("pub_odd"), out, options);
+      const auto file = GgufFile::Open(out);
+      CHECK(file->FindKey("general.file_type")->AsUInt() == 0);
+      REQUIRE(file->tensors().size() == in->tensors().size());
+      for (size_t i = 0; i < file->tensors().size(); ++i) {
+        INFO("tensor " << file->tensors()[i].name);
+        const int64_t j = in->FindTensor(file->tensors()[i].name);
+        CHECK(file->tensors()[i].type == in->tensors()[static_cast<size_t>(j)].type);
+        CHECK(TensorSha(*file, i) == TensorSha(*in, static_cast<size_t>(j)));
+      }
     }
   }
 }
@@ -575,6 +581,14 @@ TEST_CASE("quantize from f16 and bf16 sources, requantize, threads, legacy imatr
           0);
     Quantize(odd_path, out_pieces, q4_pieces);
     CHECK(test::FileDifference(out_pieces, out_odd) == "");
+    // Kept q8_0 rows at odd offsets, copied in pieces of a few rows: the same file.
+    const std::string copy_whole = dir.path() + "/copy-whole.gguf";
+    QuantizeOptions copy_again;
+    copy_again.preset = "COPY";
+    Quantize(odd_path, copy_whole, copy_again);
+    copy_again.piece_output_bytes = 1000;
+    Quantize(odd_path, out_pieces, copy_again);
+    CHECK(test::FileDifference(out_pieces, copy_whole) == "");
   }
   SECTION("a legacy .dat imatrix gives the same bytes as the GGUF one") {
     const auto gguf = GgufFile::Open(synth->Imatrix("pub_gqa"));
@@ -697,6 +711,11 @@ TEST_CASE("quantize dry run, progress and statistics", "[quantize]") {
     CHECK(s.relative_output_error > 0);
     CHECK(s.relative_output_error < 0.02);  // q8_0 keeps ~8 bits
   }
+  // --stats works on whole tensors; the file is the same as without it.
+  options.stats = false;
+  const std::string plain = dir.path() + "/plain.gguf";
+  Quantize(synth->Model("pub_odd"), plain, options);
+  CHECK(test::FileDifference(plain, out) == "");
 }
 
 // Runs the CLI; returns its exit code and puts its stderr in `err`.
