@@ -465,7 +465,8 @@ TEST_CASE("quantize options change types as llama-quantize's do", "[quantize]") 
     QuantizeOptions options;
     options.preset = "copy";
     const auto in = GgufFile::Open(synth->Model("pub_odd"));
-    // Kept rows are copied from the file in pieces: one per tensor, two 384-byte rows, one row.
+    // Kept rows are copied from the file in pieces: one per tensor, then as many rows as fit in
+    // 1000 bytes (two of 96 f32 weights, one of 160), then one row each.
     for (const uint64_t piece_bytes : {uint64_t{0}, uint64_t{1000}, uint64_t{1}}) {
       INFO("pieces of at most " << piece_bytes << " bytes (0: the default)");
       options.piece_output_bytes = piece_bytes;
