@@ -42,13 +42,14 @@ bool SameFile(const std::string& a, const std::string& b) {
          sa.st_ino == sb.st_ino;
 }
 
+// Like llama-quantize, a count of zero or less means every core.
 int ParseThreads(const std::string& text) {
   char* end = nullptr;
   const long value = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || value < 0 || value > 4096) {
+  if (text.empty() || *end != '\0' || value < -4096 || value > 4096) {
     throw Error("invalid thread count '" + text + "'");
   }
-  return static_cast<int>(value);
+  return static_cast<int>(std::max(0L, value));
 }
 
 void PrintSummary(const QuantizePlan& plan, const QuantizeResult& result,

@@ -739,6 +739,11 @@ TEST_CASE("hwyquant quantize CLI: exit codes, messages, no partial output", "[qu
   CHECK(RunCli("quantize '" + in + "' '" + out + "' q4_k_m 2", dir.path(), err) == 0);
   CHECK_THAT(err, Catch::Contains("[30/30]"));  // one line per tensor when not on a terminal
   CHECK(GgufFile::Open(out)->FindKey("general.file_type")->AsUInt() == 15);
+  // llama-quantize takes a thread count of zero or less as every core.
+  const std::string all_cores = dir.path() + "/all-cores.gguf";
+  CHECK(RunCli("quantize '" + in + "' '" + all_cores + "' q4_k_m -1", dir.path(), err) == 0);
+  CHECK(test::FileDifference(out, all_cores) == "");
+  std::remove(all_cores.c_str());
   std::remove(out.c_str());
 
   CHECK(RunCli("quantize '" + in + "' '" + out + "' Q9_K", dir.path(), err) == 1);
