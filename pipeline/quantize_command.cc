@@ -79,12 +79,19 @@ void PrintSummary(const QuantizePlan& plan, const QuantizeResult& result,
 void RunQuantizeCommand(const QuantizeArgs& args) {
   QuantizeOptions options;
   std::string output;
-  // As llama-quantize: "IN TYPE [n]" is accepted for a dry run, else "IN OUT TYPE [n]".
+  // As llama-quantize: "IN OUT TYPE [n]", or "IN TYPE [n]", which writes
+  // ggml-model-TYPE.gguf beside IN (TYPE spelled as llama-quantize's table does).
   size_t next = 0;
-  if (args.dry_run && !args.rest.empty() && FindPreset(args.rest[0])) {
+  if (!args.rest.empty() && FindPreset(args.rest[0])) {
     options.preset = args.rest[next++];
+    if (!args.dry_run) {
+      const size_t slash = args.input.find_last_of('/');
+      const std::string directory =
+          slash == std::string::npos ? std::string() : args.input.substr(0, slash + 1);
+      output = directory + "ggml-model-" + FindPreset(options.preset)->name + ".gguf";
+    }
   } else {
-    if (args.rest.size() < 2) throw Error("quantize: expected IN.gguf OUT.gguf TYPE [nthreads]");
+    if (args.rest.size() < 2) throw Error("quantize: expected IN.gguf [OUT.gguf] TYPE [nthreads]");
     output = args.rest[next++];
     options.preset = args.rest[next++];
   }
@@ -164,12 +171,12 @@ void RegisterQuantizeCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "quantize",
       "Quantize a GGUF model exactly as llama-quantize does.\n"
-      "  hwyquant quantize [options] IN.gguf OUT.gguf TYPE [nthreads]\n"
+      "  hwyquant quantize [options] IN.gguf [OUT.gguf] TYPE [nthreads]\n"
       "TYPE: " + PresetNames() + " (case-insensitive)");
   cmd->add_option("input", args->input, "Input GGUF (f32/f16/bf16, or quantized with "
                                         "--allow-requantize)")
       ->required();
-  cmd->add_option("output_type_threads", args->rest, "OUT.gguf TYPE [nthreads]")
+  cmd->add_option("output_type_threads", args->rest, "[OUT.gguf] TYPE [nthreads]")
       ->expected(1, 3)
       ->required();
   cmd->add_option("--imatrix", args->imatrix,

@@ -744,6 +744,17 @@ TEST_CASE("hwyquant quantize CLI: exit codes, messages, no partial output", "[qu
   CHECK(RunCli("quantize '" + in + "' '" + all_cores + "' q4_k_m -1", dir.path(), err) == 0);
   CHECK(test::FileDifference(out, all_cores) == "");
   std::remove(all_cores.c_str());
+  // Without OUT, llama-quantize writes ggml-model-TYPE.gguf beside IN, TYPE as its table spells
+  // it (file type 15 is listed first as Q4_K).
+  const std::string link = dir.path() + "/in.gguf";
+  REQUIRE(::symlink(in.c_str(), link.c_str()) == 0);
+  CHECK(RunCli("quantize '" + link + "' 15", dir.path(), err) == 0);
+  CHECK(test::FileDifference(out, dir.path() + "/ggml-model-Q4_K.gguf") == "");
+  CHECK(RunCli("quantize '" + link + "' q4_k_m 1", dir.path(), err) == 0);
+  CHECK(test::FileDifference(out, dir.path() + "/ggml-model-Q4_K_M.gguf") == "");
+  std::remove((dir.path() + "/ggml-model-Q4_K.gguf").c_str());
+  std::remove((dir.path() + "/ggml-model-Q4_K_M.gguf").c_str());
+  std::remove(link.c_str());
   std::remove(out.c_str());
 
   CHECK(RunCli("quantize '" + in + "' '" + out + "' Q9_K", dir.path(), err) == 1);
