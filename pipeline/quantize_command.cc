@@ -4,8 +4,12 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <memory>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -27,6 +31,10 @@ struct QuantizeArgs {
   std::string output_tensor_type;
   std::string token_embedding_type;
   std::vector<std::string> tensor_types;
+  std::vector<std::string> tensor_type_files;
+  // REGEX=TYPE entries of --tensor-type and --tensor-type-file in command-line order (the first
+  // match wins), each with where it came from, for messages.
+  std::vector<std::pair<std::string, std::string>> tensor_type_entries;
   std::vector<std::string> kv_overrides;
   bool pure = false;
   bool leave_output_tensor = false;
@@ -40,6 +48,21 @@ bool SameFile(const std::string& a, const std::string& b) {
   struct stat sa, sb;
   return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
          sa.st_ino == sb.st_ino;
+}
+
+// The whitespace-separated REGEX=TYPE entries of a --tensor-type-file, as llama-quantize reads it.
+std::vector<std::string> ReadTensorTypeFile(const std::string& path) {
+  const std::string where = "--tensor-type-file '" + path + "'";
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw Error(where + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw Error(where + ": not a regular file");
+  std::ifstream file(path);
+  if (!file) throw Error(where + ": " + std::strerror(errno));
+  std::vector<std::string> entries;
+  std::string entry;
+  while (file >> entry) entries.push_back(entry);
+  if (file.bad()) throw Error(where + ": read error");
+  return entries;
 }
 
 // Like llama-quantize, a count of zero or less means every core.
@@ -112,17 +135,23 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
     options.token_embedding_type =
         ParseQuantizableType(args.token_embedding_type, "--token-embedding-type");
   }
-  for (const std::string& spec : args.tensor_types) {
+  for (const auto& [spec, origin] : args.tensor_type_entries) {
+    const std::string where = origin + " '" + spec + "'";
     const size_t equals = spec.find('=');
     if (equals == std::string::npos || equals == 0 || equals + 1 == spec.size()) {
-      throw Error("--tensor-type '" + spec + "': expected REGEX=TYPE");
+      throw Error(where + ": expected REGEX=TYPE");
     }
     // llama-quantize lower-cases the pattern; tensor names are lower case.
     std::string pattern = spec.substr(0, equals);
     std::transform(pattern.begin(), pattern.end(), pattern.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    options.tensor_types.emplace_back(
-        pattern, ParseQuantizableType(spec.substr(equals + 1), "--tensor-type"));
+    try {
+      std::regex checked(pattern);  // here, so that the message says where the pattern came from
+    } catch (const std::regex_error& e) {
+      throw Error(where + ": bad regular expression: " + e.what());
+    }
+    options.tensor_types.emplace_back(pattern,
+                                      ParseQuantizableType(spec.substr(equals + 1), where));
   }
   for (const std::string& spec : args.kv_overrides) {
     options.kv_overrides.push_back(ParseKvOverride(spec));
@@ -191,9 +220,14 @@ void RegisterQuantizeCommand(CLI::App& app) {
                   "ggml type for output.weight");
   cmd->add_option("--token-embedding-type", args->token_embedding_type,
                   "ggml type for token_embd.weight");
-  cmd->add_option("--tensor-type", args->tensor_types,
-                  "REGEX=TYPE: tensors whose name matches get TYPE (repeatable; first match wins)")
-      ->allow_extra_args(false);
+  CLI::Option* tensor_type = cmd->add_option(
+      "--tensor-type", args->tensor_types,
+      "REGEX=TYPE: tensors whose name matches get TYPE (repeatable; first match wins)");
+  tensor_type->allow_extra_args(false);
+  CLI::Option* tensor_type_file = cmd->add_option(
+      "--tensor-type-file", args->tensor_type_files,
+      "File of REGEX=TYPE entries separated by spaces or newlines (repeatable)");
+  tensor_type_file->allow_extra_args(false);
   cmd->add_option("--override-kv", args->kv_overrides,
                   "KEY=TYPE:VALUE metadata override, TYPE int|float|bool|str (repeatable)")
       ->allow_extra_args(false);
@@ -207,7 +241,26 @@ void RegisterQuantizeCommand(CLI::App& app) {
                 "Report progress as JSON lines on stderr (for hwyquant serve)");
   cmd->add_flag("--stats", args->stats,
                 "Per-tensor RMSE, max |error| and ||Wx-W'x||/||Wx|| on random activations");
-  cmd->callback([args] { RunQuantizeCommand(*args); });
+  cmd->callback([args, cmd, tensor_type, tensor_type_file] {
+    // CLI11 keeps each option's values apart; parse_order() says how they interleave.
+    size_t next_type = 0, next_file = 0;
+    args->tensor_type_entries.clear();
+    for (const CLI::Option* option : cmd->parse_order()) {
+      if (option == tensor_type && next_type < args->tensor_types.size()) {
+        args->tensor_type_entries.emplace_back(args->tensor_types[next_type++], "--tensor-type");
+      } else if (option == tensor_type_file && next_file < args->tensor_type_files.size()) {
+        const std::string& path = args->tensor_type_files[next_file++];
+        for (std::string& entry : ReadTensorTypeFile(path)) {
+          args->tensor_type_entries.emplace_back(std::move(entry),
+                                                 "--tensor-type-file '" + path + "', entry");
+        }
+      }
+    }
+    if (next_type != args->tensor_types.size() || next_file != args->tensor_type_files.size()) {
+      throw Error("quantize: could not order --tensor-type and --tensor-type-file");
+    }
+    RunQuantizeCommand(*args);
+  });
 }
 
 }  // namespace hwyquant

@@ -776,6 +776,53 @@ TEST_CASE("hwyquant quantize CLI: exit codes, messages, no partial output", "[qu
   CHECK(dir.EntryCount() == 0);
 }
 
+TEST_CASE("hwyquant quantize CLI: --tensor-type-file and --tensor-type apply in command-line order",
+          "[quantize][cli]") {
+  SynthInputs* synth = Synth();
+  if (synth == nullptr) return;
+  TempDir dir;
+  const std::string in = synth->Model("pub");
+  const std::string out = dir.path() + "/out.gguf";
+  const std::string types = dir.path() + "/types.txt";
+  // Entries separated by spaces and newlines; patterns are matched lower-cased.
+  std::ofstream(types) << "  ATTN_Q=q8_0 ffn_down=q5_K\n\nattn_v=q6_K\n";
+  std::string err;
+  const auto type_of = [&](const std::string& tensor) {
+    const auto file = GgufFile::Open(out);
+    return file->tensors()[static_cast<size_t>(file->FindTensor(tensor))].type;
+  };
+  // The first matching entry wins, whether it came from the file or the option.
+  REQUIRE(RunCli("quantize --tensor-type attn_q=q4_1 --tensor-type-file '" + types + "' '" + in +
+                     "' '" + out + "' q4_k_m",
+                 dir.path(), err) == 0);
+  CHECK(type_of("blk.0.attn_q.weight") == Type::kQ4_1);
+  CHECK(type_of("blk.0.ffn_down.weight") == Type::kQ5_K);
+  CHECK(type_of("blk.0.attn_v.weight") == Type::kQ6_K);
+  CHECK(type_of("blk.0.attn_k.weight") == Type::kQ4_K);
+  REQUIRE(RunCli("quantize --tensor-type-file '" + types + "' --tensor-type attn_q=q4_1 '" + in +
+                     "' '" + out + "' q4_k_m",
+                 dir.path(), err) == 0);
+  CHECK(type_of("blk.0.attn_q.weight") == Type::kQ8_0);
+  std::remove(out.c_str());
+
+  CHECK(RunCli("quantize --tensor-type-file '" + dir.path() + "/none.txt' '" + in + "' '" + out +
+                   "' q4_k_m",
+               dir.path(), err) == 1);
+  CHECK_THAT(err, Catch::Contains("--tensor-type-file '" + dir.path() + "/none.txt'") &&
+                      Catch::Contains("No such file"));
+  std::ofstream(types) << "attn_q=q8_0 attn_k\n";
+  CHECK(RunCli("quantize --tensor-type-file '" + types + "' '" + in + "' '" + out + "' q4_k_m",
+               dir.path(), err) == 1);
+  CHECK_THAT(err, Catch::Contains("types.txt', entry 'attn_k': expected REGEX=TYPE"));
+  std::ofstream(types) << "(attn=q8_0\n";
+  CHECK(RunCli("quantize --tensor-type-file '" + types + "' '" + in + "' '" + out + "' q4_k_m",
+               dir.path(), err) == 1);
+  CHECK_THAT(err, Catch::Contains("types.txt', entry '(attn=q8_0': bad regular expression"));
+  CHECK_FALSE(test::FileExists(out));
+  std::remove(types.c_str());
+  CHECK(dir.EntryCount() == 0);
+}
+
 TEST_CASE("hwyquant quantize CLI: a full disk (small tmpfs) is a clear error, no output",
           "[quantize][cli]") {
   SynthInputs* synth = Synth();
