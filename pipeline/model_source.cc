@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace hwyquant {
@@ -66,22 +67,101 @@ void TensorBytes::Prefetch(size_t offset, size_t length) const {
 GgufModelSource::GgufModelSource(const std::string& path)
     : GgufModelSource(GgufFile::Open(path)) {}
 
-GgufModelSource::GgufModelSource(std::unique_ptr<GgufFile> file) : file_(std::move(file)) {
-  tensors_.reserve(file_->tensors().size());
-  for (const GgufTensorInfo& info : file_->tensors()) {
-    tensors_.push_back({info.name, info.dims, info.type});
+namespace {
+
+// llama.cpp's name for split `number` (0-based) of `count`: PREFIX-%05d-of-%05d.gguf.
+std::string SplitSuffix(uint64_t number, uint64_t count) {
+  char suffix[48];
+  std::snprintf(suffix, sizeof(suffix), "-%05llu-of-%05llu.gguf",
+                static_cast<unsigned long long>(number + 1),
+                static_cast<unsigned long long>(count));
+  return suffix;
+}
+
+// An integer KV of a split file, or an Error naming the file.
+uint64_t SplitKey(const GgufFile& file, const char* key) {
+  const GgufValue* value = file.FindKey(key);
+  if (value == nullptr) throw Error(file.path() + ": split file without the key " + key);
+  try {
+    return value->AsUInt();
+  } catch (const Error& e) {
+    throw Error(file.path() + ": " + key + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+GgufModelSource::GgufModelSource(std::unique_ptr<GgufFile> file) {
+  files_.push_back(std::move(file));
+  AddTensorsOf(0);
+  const GgufFile& first = *files_[0];
+  if (first.FindKey("split.count") == nullptr) return;
+  const uint64_t count = SplitKey(first, "split.count");
+  if (count <= 1) return;
+  const uint64_t number = SplitKey(first, "split.no");
+  const std::string& path = first.path();
+  if (number != 0) {
+    const std::string own = SplitSuffix(number, count);
+    const bool named = path.size() > own.size() &&
+                       path.compare(path.size() - own.size(), own.size(), own) == 0;
+    throw Error(path + ": this is split " + std::to_string(number + 1) + " of " +
+                std::to_string(count) + " of a model; give its first split" +
+                (named ? " '" + path.substr(0, path.size() - own.size()) + SplitSuffix(0, count) +
+                             "'"
+                       : std::string()));
+  }
+  if (count > 65535) {
+    throw Error(path + ": split.count " + std::to_string(count) + " is more than 65535");
+  }
+  const std::string suffix = SplitSuffix(0, count);
+  if (first.fd() < 0 || path.size() <= suffix.size() ||
+      path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    throw Error(path + ": a split model (split.count " + std::to_string(count) +
+                ") whose file name does not end in " + suffix +
+                ", so its other splits cannot be found");
+  }
+  const std::string prefix = path.substr(0, path.size() - suffix.size());
+  for (uint64_t i = 1; i < count; ++i) {
+    try {
+      files_.push_back(GgufFile::Open(prefix + SplitSuffix(i, count)));
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + " (split " + std::to_string(i + 1) + " of " +
+                  std::to_string(count) + " of " + path + ")");
+    }
+    const uint64_t found = SplitKey(*files_.back(), "split.no");
+    if (found != i) {
+      throw Error(files_.back()->path() + ": split.no is " + std::to_string(found) +
+                  ", expected " + std::to_string(i));
+    }
+    AddTensorsOf(files_.size() - 1);
+  }
+  const uint64_t expected = SplitKey(first, "split.tensors.count");
+  if (expected != tensors_.size()) {
+    throw Error(path + ": split.tensors.count says " + std::to_string(expected) +
+                " tensors, but its " + std::to_string(count) + " splits hold " +
+                std::to_string(tensors_.size()));
+  }
+}
+
+void GgufModelSource::AddTensorsOf(size_t file_index) {
+  const std::vector<GgufTensorInfo>& infos = files_[file_index]->tensors();
+  tensors_.reserve(tensors_.size() + infos.size());
+  for (size_t i = 0; i < infos.size(); ++i) {
+    tensors_.push_back({infos[i].name, infos[i].dims, infos[i].type});
+    locations_.emplace_back(file_index, i);
   }
 }
 
 TensorBytes GgufModelSource::LoadTensor(size_t index) {
-  const uint8_t* data = file_->TensorData(index);
-  const size_t size = static_cast<size_t>(file_->tensors()[index].size);
+  const auto [file_index, tensor] = locations_.at(index);
   // Holding the file keeps the mapping alive; the deleter runs when the consumer is done.
-  std::shared_ptr<GgufFile> file = file_;
+  std::shared_ptr<GgufFile> file = files_[file_index];
+  const uint8_t* data = file->TensorData(tensor);
+  const size_t size = static_cast<size_t>(file->tensors()[tensor].size);
   std::shared_ptr<const void> keeper(
-      nullptr, [file, index](const void*) { file->ReleaseTensorPages(index); });
+      nullptr, [file, tensor = tensor](const void*) { file->ReleaseTensorPages(tensor); });
   TensorBytes bytes(data, size, std::move(keeper));
-  if (file_->fd() >= 0) bytes.SetFile(file_->fd(), file_->TensorFileOffset(index), file_->path());
+  if (file->fd() >= 0) bytes.SetFile(file->fd(), file->TensorFileOffset(tensor), file->path());
   return bytes;
 }
 

@@ -97,23 +97,31 @@ class ModelSource {
 };
 
 // A ModelSource over a memory-mapped GGUF file: tensors are zero-copy views into the mapping
-// whose pages are released once the consumer drops them.
+// whose pages are released once the consumer drops them. A model split by gguf-split
+// (NAME-00001-of-0000N.gguf, split.count > 1) is opened from its first file, as llama.cpp does:
+// the metadata are the first file's, the tensors those of every split in turn.
 class GgufModelSource : public ModelSource {
  public:
   explicit GgufModelSource(const std::string& path);
   explicit GgufModelSource(std::unique_ptr<GgufFile> file);
 
-  std::string Describe() const override { return file_->path(); }
-  const std::vector<GgufKv>& Metadata() const override { return file_->kv(); }
+  std::string Describe() const override { return files_[0]->path(); }
+  const std::vector<GgufKv>& Metadata() const override { return files_[0]->kv(); }
   const std::vector<TensorDescriptor>& Tensors() const override { return tensors_; }
   TensorBytes LoadTensor(size_t index) override;
-  bool ReadsTensorsFromFile() const override { return file_->fd() >= 0; }
+  bool ReadsTensorsFromFile() const override { return files_[0]->fd() >= 0; }
 
-  const GgufFile& file() const { return *file_; }
+  // The first (or only) file.
+  const GgufFile& file() const { return *files_[0]; }
+  size_t split_count() const { return files_.size(); }
 
  private:
-  std::shared_ptr<GgufFile> file_;
+  void AddTensorsOf(size_t file_index);
+
+  std::vector<std::shared_ptr<GgufFile>> files_;
   std::vector<TensorDescriptor> tensors_;
+  // For each of tensors_: its file in files_ and its index there.
+  std::vector<std::pair<size_t, size_t>> locations_;
 };
 
 }  // namespace hwyquant

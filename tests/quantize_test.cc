@@ -11,9 +11,11 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -717,6 +719,92 @@ TEST_CASE("quantize dry run, progress and statistics", "[quantize]") {
   const std::string plain = dir.path() + "/plain.gguf";
   Quantize(synth->Model("pub_odd"), plain, options);
   CHECK(test::FileDifference(plain, out) == "");
+}
+
+// Writes `whole` as llama-gguf-split does: PREFIX-0000i-of-0000N.gguf holding runs of its tensors
+// in order, every KV in the first file and only split.no, split.count and split.tensors.count in
+// the others. edit(i, kv) may change the keys of file i (0-based) before it is written.
+std::vector<std::string> WriteSplits(
+    const GgufFile& whole, const std::string& prefix, int count,
+    const std::function<void(int, std::vector<GgufKv>&)>& edit = nullptr) {
+  const size_t n = whole.tensors().size();
+  std::vector<std::string> paths;
+  for (int i = 0; i < count; ++i) {
+    std::vector<GgufKv> kv;
+    if (i == 0) kv = whole.kv();
+    SetKv(kv, "split.no", GgufValue::U16(static_cast<uint16_t>(i)));
+    SetKv(kv, "split.count", GgufValue::U16(static_cast<uint16_t>(count)));
+    SetKv(kv, "split.tensors.count", GgufValue::I32(static_cast<int32_t>(n)));
+    if (edit) edit(i, kv);
+    std::vector<GgufTensorInfo> infos;
+    std::vector<std::vector<uint8_t>> data;
+    for (size_t t = n * i / count; t < n * (i + 1) / count; ++t) {
+      infos.push_back(whole.tensors()[t]);
+      const uint8_t* bytes = whole.TensorData(t);
+      data.emplace_back(bytes, bytes + whole.tensors()[t].size);
+    }
+    char suffix[40];
+    std::snprintf(suffix, sizeof(suffix), "-%05d-of-%05d.gguf", i + 1, count);
+    paths.push_back(prefix + suffix);
+    WriteGgufFile(paths.back(), kv, infos, data);
+  }
+  return paths;
+}
+
+TEST_CASE("a gguf-split model is quantized from its first split, as from the whole file",
+          "[quantize]") {
+  SynthInputs* synth = Synth();
+  if (synth == nullptr) return;
+  TempDir dir;
+  const std::string in = synth->Model("pub");
+  const auto whole = GgufFile::Open(in);
+  const std::vector<std::string> splits = WriteSplits(*whole, dir.path() + "/pub", 3);
+  const std::string out = dir.path() + "/out.gguf";
+  QuantizeOptions options;
+  options.preset = "Q4_K_M";
+
+  SECTION("every split's tensors, in order, and the same output") {
+    GgufModelSource source(splits[0]);
+    CHECK(source.split_count() == 3);
+    CHECK(source.Metadata().size() == whole->kv().size() + 3);
+    REQUIRE(source.Tensors().size() == whole->tensors().size());
+    for (size_t i = 0; i < source.Tensors().size(); ++i) {
+      INFO("tensor " << i);
+      CHECK(source.Tensors()[i].name == whole->tensors()[i].name);
+      const TensorBytes bytes = source.LoadTensor(i);
+      std::vector<uint8_t> read(bytes.size());
+      bytes.Read(0, bytes.size(), read.data());
+      CHECK(std::memcmp(read.data(), whole->TensorData(i), read.size()) == 0);
+    }
+    const std::string from_whole = dir.path() + "/whole.gguf";
+    Quantize(in, from_whole, options);
+    Quantize(splits[0], out, options);
+    CHECK(test::FileDifference(from_whole, out) == "");
+  }
+  SECTION("a later split, a renamed first split, a missing or misnumbered split: clear errors") {
+    CHECK_THROWS_WITH(GgufModelSource(splits[1]),
+                      Catch::Contains(splits[1] + ": this is split 2 of 3") &&
+                          Catch::Contains("give its first split '" + splits[0] + "'"));
+    const std::string renamed = dir.path() + "/model.gguf";
+    REQUIRE(std::rename(splits[0].c_str(), renamed.c_str()) == 0);
+    CHECK_THROWS_WITH(Quantize(renamed, out, options),
+                      Catch::Contains(renamed) && Catch::Contains("cannot be found"));
+    REQUIRE(std::rename(renamed.c_str(), splits[0].c_str()) == 0);
+    std::remove(splits[2].c_str());
+    CHECK_THROWS_WITH(Quantize(splits[0], out, options),
+                      Catch::Contains(splits[2]) && Catch::Contains("(split 3 of 3 of "));
+    WriteSplits(*whole, dir.path() + "/pub", 3, [](int i, std::vector<GgufKv>& kv) {
+      if (i == 2) SetKv(kv, "split.no", GgufValue::U16(1));
+    });
+    CHECK_THROWS_WITH(Quantize(splits[0], out, options),
+                      Catch::Contains(splits[2] + ": split.no is 1, expected 2"));
+    WriteSplits(*whole, dir.path() + "/pub", 3, [](int i, std::vector<GgufKv>& kv) {
+      if (i == 0) SetKv(kv, "split.tensors.count", GgufValue::I32(7));
+    });
+    CHECK_THROWS_WITH(Quantize(splits[0], out, options),
+                      Catch::Contains(splits[0] + ": split.tensors.count says 7 tensors"));
+    CHECK_FALSE(test::FileExists(out));
+  }
 }
 
 // Runs the CLI; returns its exit code and puts its stderr in `err`.
