@@ -264,7 +264,7 @@ void OutputFile::FlushBuffer() {
 }
 
 void OutputFile::Write(const void* data, size_t size) {
-  if (committed_ || fd_ < 0) throw Error("cannot write '" + path_ + "': already committed");
+  if (sealed_ || fd_ < 0) throw Error("cannot write '" + path_ + "': already complete");
   size_ += size;
   const auto* bytes = static_cast<const uint8_t*>(data);
   while (direct_buffer_ && size > 0) {
@@ -294,7 +294,7 @@ void OutputFile::WriteZeros(size_t count) {
 }
 
 void OutputFile::WriteAt(uint64_t offset, const void* data, size_t size) {
-  if (committed_ || fd_ < 0) throw Error("cannot write '" + path_ + "': already committed");
+  if (sealed_ || fd_ < 0) throw Error("cannot write '" + path_ + "': already complete");
   if (offset > size_ || size > size_ - offset) {
     throw Error("cannot write '" + path_ + "': rewrite of " + std::to_string(size) +
                 " bytes at offset " + std::to_string(offset) + " passes the end " +
@@ -316,8 +316,8 @@ void OutputFile::WriteAt(uint64_t offset, const void* data, size_t size) {
   }
 }
 
-void OutputFile::Commit() {
-  if (committed_ || fd_ < 0) throw Error("cannot commit '" + path_ + "' twice");
+void OutputFile::Seal() {
+  if (sealed_ || fd_ < 0) throw Error("cannot seal '" + path_ + "' twice");
   FlushDirectTail();
   FlushBuffer();
   StopBackgroundSync();
@@ -325,6 +325,15 @@ void OutputFile::Commit() {
   const int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) Fail("close failed", errno);
+  sealed_ = true;
+  direct_buffer_.reset();  // a sealed file waiting for Publish holds no memory
+  buffer_ = std::vector<uint8_t>();
+}
+
+void OutputFile::Publish() {
+  if (!sealed_ || committed_) {
+    throw Error("cannot publish '" + path_ + "' before sealing it, or twice");
+  }
   if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
     Fail("rename from " + temp_path_ + " failed", errno);
   }
@@ -335,6 +344,11 @@ void OutputFile::Commit() {
     ::fsync(dir_fd);
     ::close(dir_fd);
   }
+}
+
+void OutputFile::Commit() {
+  Seal();
+  Publish();
 }
 
 }  // namespace hwyquant

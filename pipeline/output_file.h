@@ -41,8 +41,14 @@ class OutputFile {
   // Whether appended bytes still bypass the page cache (O_DIRECT).
   bool uses_direct_io() const { return direct_buffer_ != nullptr; }
 
-  // Makes the file durable and visible under path(). Further writes are errors.
+  // Makes the file durable and visible under path(): Seal() then Publish(). Further writes are
+  // errors.
   void Commit();
+  // Makes the file durable under its temporary name and closes it, releasing its buffers.
+  void Seal();
+  // Renames a sealed file to path(): for several files (a split model) that appear together
+  // once all are complete.
+  void Publish();
 
  private:
   // Flushes what was written so far to stable storage on a helper thread, every
@@ -62,6 +68,7 @@ class OutputFile {
   std::string path_;
   std::string temp_path_;
   int fd_ = -1;
+  bool sealed_ = false;
   bool committed_ = false;
   uint64_t size_ = 0;
   uint64_t file_end_ = 0;        // bytes appended to the file so far
