@@ -463,6 +463,24 @@ const GgufValue* FindKv(const std::vector<GgufKv>& kvs, std::string_view key) {
   return nullptr;
 }
 
+std::string GgufSplitPath(const std::string& prefix, uint64_t number, uint64_t count) {
+  char suffix[48];
+  std::snprintf(suffix, sizeof(suffix), "-%05llu-of-%05llu.gguf",
+                static_cast<unsigned long long>(number + 1),
+                static_cast<unsigned long long>(count));
+  return prefix + suffix;
+}
+
+std::optional<std::string> GgufSplitPrefix(const std::string& path, uint64_t number,
+                                           uint64_t count) {
+  const std::string suffix = GgufSplitPath("", number, count);
+  if (path.size() <= suffix.size() ||
+      path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return std::nullopt;
+  }
+  return path.substr(0, path.size() - suffix.size());
+}
+
 void SetKv(std::vector<GgufKv>& kvs, std::string key, GgufValue value) {
   for (GgufKv& kv : kvs) {
     if (kv.key == key) {

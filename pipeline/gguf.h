@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -194,6 +195,13 @@ class GgufFile {
 // tensor padded to the alignment); the infos passed in are updated with them.
 std::vector<uint8_t> SerializeGgufHeader(const std::vector<GgufKv>& kv,
                                          std::vector<GgufTensorInfo>& tensors);
+
+// llama.cpp's name for split `number` (0-based) of `count` of a split model:
+// PREFIX-00001-of-00003.gguf.
+std::string GgufSplitPath(const std::string& prefix, uint64_t number, uint64_t count);
+// PREFIX when path is GgufSplitPath(PREFIX, number, count) with a non-empty PREFIX, else nullopt.
+std::optional<std::string> GgufSplitPrefix(const std::string& path, uint64_t number,
+                                           uint64_t count);
 
 // The alignment a KV list asks for (general.alignment, u32 power of two) or the default.
 // Throws Error when general.alignment is present but invalid.

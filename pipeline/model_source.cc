@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
+#include <optional>
 
 namespace hwyquant {
 
@@ -69,15 +69,6 @@ GgufModelSource::GgufModelSource(const std::string& path)
 
 namespace {
 
-// llama.cpp's name for split `number` (0-based) of `count`: PREFIX-%05d-of-%05d.gguf.
-std::string SplitSuffix(uint64_t number, uint64_t count) {
-  char suffix[48];
-  std::snprintf(suffix, sizeof(suffix), "-%05llu-of-%05llu.gguf",
-                static_cast<unsigned long long>(number + 1),
-                static_cast<unsigned long long>(count));
-  return suffix;
-}
-
 // An integer KV of a split file, or an Error naming the file.
 uint64_t SplitKey(const GgufFile& file, const char* key) {
   const GgufValue* value = file.FindKey(key);
@@ -101,29 +92,23 @@ GgufModelSource::GgufModelSource(std::unique_ptr<GgufFile> file) {
   const uint64_t number = SplitKey(first, "split.no");
   const std::string& path = first.path();
   if (number != 0) {
-    const std::string own = SplitSuffix(number, count);
-    const bool named = path.size() > own.size() &&
-                       path.compare(path.size() - own.size(), own.size(), own) == 0;
+    const std::optional<std::string> prefix = GgufSplitPrefix(path, number, count);
     throw Error(path + ": this is split " + std::to_string(number + 1) + " of " +
                 std::to_string(count) + " of a model; give its first split" +
-                (named ? " '" + path.substr(0, path.size() - own.size()) + SplitSuffix(0, count) +
-                             "'"
-                       : std::string()));
+                (prefix ? " '" + GgufSplitPath(*prefix, 0, count) + "'" : std::string()));
   }
   if (count > 65535) {
     throw Error(path + ": split.count " + std::to_string(count) + " is more than 65535");
   }
-  const std::string suffix = SplitSuffix(0, count);
-  if (first.fd() < 0 || path.size() <= suffix.size() ||
-      path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0) {
+  const std::optional<std::string> prefix = GgufSplitPrefix(path, 0, count);
+  if (first.fd() < 0 || !prefix) {
     throw Error(path + ": a split model (split.count " + std::to_string(count) +
-                ") whose file name does not end in " + suffix +
+                ") whose file name does not end in " + GgufSplitPath("", 0, count) +
                 ", so its other splits cannot be found");
   }
-  const std::string prefix = path.substr(0, path.size() - suffix.size());
   for (uint64_t i = 1; i < count; ++i) {
     try {
-      files_.push_back(GgufFile::Open(prefix + SplitSuffix(i, count)));
+      files_.push_back(GgufFile::Open(GgufSplitPath(*prefix, i, count)));
     } catch (const Error& e) {
       throw Error(std::string(e.what()) + " (split " + std::to_string(i + 1) + " of " +
                   std::to_string(count) + " of " + path + ")");
@@ -150,6 +135,11 @@ void GgufModelSource::AddTensorsOf(size_t file_index) {
     tensors_.push_back({infos[i].name, infos[i].dims, infos[i].type});
     locations_.emplace_back(file_index, i);
   }
+}
+
+std::pair<size_t, uint64_t> GgufModelSource::StoragePosition(size_t index) const {
+  const auto [file_index, tensor] = locations_.at(index);
+  return {file_index, files_[file_index]->TensorFileOffset(tensor)};
 }
 
 TensorBytes GgufModelSource::LoadTensor(size_t index) {

@@ -94,6 +94,9 @@ class ModelSource {
   // Whether LoadTensor's bytes can be read with pread (TensorBytes::has_file), so converting
   // them holds no memory beyond the reader's own buffer.
   virtual bool ReadsTensorsFromFile() const { return false; }
+  // Which split of the model holds Tensors()[index], and where its bytes start there: the order
+  // in which llama-quantize --keep-split writes tensors.
+  virtual std::pair<size_t, uint64_t> StoragePosition(size_t index) const { return {0, index}; }
 };
 
 // A ModelSource over a memory-mapped GGUF file: tensors are zero-copy views into the mapping
@@ -110,6 +113,7 @@ class GgufModelSource : public ModelSource {
   const std::vector<TensorDescriptor>& Tensors() const override { return tensors_; }
   TensorBytes LoadTensor(size_t index) override;
   bool ReadsTensorsFromFile() const override { return files_[0]->fd() >= 0; }
+  std::pair<size_t, uint64_t> StoragePosition(size_t index) const override;
 
   // The first (or only) file.
   const GgufFile& file() const { return *files_[0]; }

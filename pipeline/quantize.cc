@@ -51,6 +51,14 @@ void SetKvLast(std::vector<GgufKv>& kv, const std::string& key, GgufValue value)
   kv.push_back({key, std::move(value)});
 }
 
+// The keys llama-quantize --keep-split gives output split `number`: the first split's come after
+// all its other metadata, and are all the metadata the others have.
+std::vector<GgufKv> SplitKeys(size_t number, size_t count, size_t tensor_count) {
+  return {{"split.no", GgufValue::U16(static_cast<uint16_t>(number))},
+          {"split.count", GgufValue::U16(static_cast<uint16_t>(count))},
+          {"split.tensors.count", GgufValue::I32(static_cast<int32_t>(tensor_count))}};
+}
+
 // Converting tensors are worked on in pieces of at most one huge page of output, each with its
 // own buffer, so that the buffers in flight stay a few pages whatever the tensors' sizes. On a
 // VM that hands freed memory back to its host, every fresh page costs a host fault on first
@@ -268,6 +276,15 @@ QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& 
       throw Error(model + ": duplicate tensor name '" + tensors[order[i]].name + "'");
     }
   }
+  if (options.keep_split) {
+    // --keep-split: the input's own order, split by split, which the type choice then follows.
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return source.StoragePosition(a) < source.StoragePosition(b);
+    });
+    for (size_t index : order) {
+      plan.split_count = std::max(plan.split_count, source.StoragePosition(index).first + 1);
+    }
+  }
 
   // Metadata: the input's, then quantization version and file type moved to the end, split
   // keys removed, then overrides (the user's first, then the imatrix's), as llama-quantize.
@@ -296,6 +313,10 @@ QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& 
                 GgufValue::U32(static_cast<uint32_t>(imatrix->chunk_count)));
     }
   }
+  if (plan.split_count > 1) {
+    const std::vector<GgufKv> split_keys = SplitKeys(0, plan.split_count, tensors.size());
+    for (const GgufKv& kv : split_keys) SetKvLast(plan.kv, kv.key, kv.value);
+  }
   GgufAlignmentOf(plan.kv);  // a bad general.alignment fails here, before any writing
 
   ModelShape shape;
@@ -320,6 +341,7 @@ QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& 
     t.dims = TrimTrailingOnes(d.dims);
     t.source_type = d.type;
     t.source_bytes = d.ByteSize();
+    if (options.keep_split) t.split = source.StoragePosition(index).first;
     const TypeChoice choice = selector.Choose(t.name, t.dims, d.type);
     t.target_type = choice.type;
     t.fallback_note = choice.fallback_note;
@@ -380,14 +402,33 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
     for (const std::string& warning : plan.warnings) progress->OnWarning(warning);
   }
 
-  std::unique_ptr<OutputFile> out;
+  // One output file, or with keep_split one per split, each sealed when its last tensor is
+  // written and all renamed to their names together at the end.
+  std::vector<std::unique_ptr<OutputFile>> outs;
   std::unique_ptr<GgufWriter> writer;
-  if (!options.dry_run) {
-    out = std::make_unique<OutputFile>(output_path);
+  const auto open_output = [&](size_t split) {
+    std::vector<GgufKv> kv = plan.kv;
+    std::string path = output_path;
+    if (plan.split_count > 0) {
+      path = GgufSplitPath(output_path, split, plan.split_count);
+      if (split > 0) kv = SplitKeys(split, plan.split_count, plan.tensors.size());
+    }
     std::vector<GgufTensorInfo> infos;
-    for (const TensorPlan& t : plan.tensors) infos.push_back({t.name, t.dims, t.target_type, 0, 0});
-    writer = std::make_unique<GgufWriter>(*out, plan.kv, std::move(infos));
-  }
+    for (const TensorPlan& t : plan.tensors) {
+      if (plan.split_count == 0 || t.split == split) {
+        infos.push_back({t.name, t.dims, t.target_type, 0, 0});
+      }
+    }
+    outs.push_back(std::make_unique<OutputFile>(path));
+    writer = std::make_unique<GgufWriter>(*outs.back(), std::move(kv), std::move(infos));
+  };
+  const auto seal_output = [&] {
+    writer->Finish();
+    outs.back()->Seal();
+    result.file_bytes += outs.back()->size();
+    writer.reset();
+  };
+  if (!options.dry_run) open_output(0);
 
   // Pieces are loaded ahead of the one being written while the bytes in flight (sources not yet
   // released, outputs not yet written) fit the budget: the largest piece's source and output,
@@ -487,6 +528,10 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
         job.ReleaseSource();
         prefetch_submitted(next_piece);
       }
+      while (plan.split_count > 0 && outs.size() <= t.split) {
+        seal_output();
+        open_output(outs.size());
+      }
       const uint8_t* data = job.result();
       writer->AppendTensorData(data, job.result_size());
       if (options.stats && t.converts() && t.ElementCount() > 0) {
@@ -533,9 +578,15 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
       event.stage = QuantizeStage::kFinishing;
       progress->OnProgress(event);
     }
-    writer->Finish();
-    out->Commit();
-    result.file_bytes = out->size();
+    while (outs.size() < std::max<size_t>(plan.split_count, 1)) {  // splits without tensors
+      seal_output();
+      open_output(outs.size());
+    }
+    seal_output();
+    for (const auto& out : outs) {
+      out->Publish();
+      result.files.push_back(out->path());
+    }
   }
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -40,6 +40,9 @@ struct QuantizeOptions {
   bool allow_requantize = false;
   bool dry_run = false;
   bool stats = false;  // per-tensor error statistics (slower)
+  // llama-quantize --keep-split: one output file per split of the input, its tensors in the
+  // input's order, named PREFIX-0000i-of-0000N.gguf from the output path as prefix.
+  bool keep_split = false;
   std::vector<KvOverride> kv_overrides;
   // Most output bytes a piece of a tensor is converted and written in; 0 means one huge page.
   // Smaller values only cost time (tests use them to split small tensors).
@@ -54,6 +57,7 @@ struct TensorPlan {
   Type target_type = Type::kF32;
   uint64_t source_bytes = 0;
   uint64_t target_bytes = 0;
+  size_t split = 0;  // the output file it goes to, with keep_split
   const std::vector<float>* imatrix = nullptr;  // per row element (per expert), or null
   std::string fallback_note;  // why target_type is not the preferred type, if so
 
@@ -66,6 +70,8 @@ struct QuantizePlan {
   uint32_t file_type = 0;          // written as general.file_type
   std::vector<GgufKv> kv;          // the output's metadata, in order
   std::vector<TensorPlan> tensors;  // in output order
+  // With keep_split: how many output files (tensors[i].split < split_count); 0 without.
+  size_t split_count = 0;
   std::vector<std::string> warnings;
   uint64_t source_bytes = 0;
   uint64_t target_bytes = 0;
@@ -88,7 +94,8 @@ struct TensorStats {
 struct QuantizeResult {
   uint64_t source_bytes = 0;  // tensor data read
   uint64_t target_bytes = 0;  // tensor data written (without padding)
-  uint64_t file_bytes = 0;    // size of the output file (0 for a dry run)
+  uint64_t file_bytes = 0;    // size of the output file(s) (0 for a dry run)
+  std::vector<std::string> files;  // what was written: the output, or its splits
   uint64_t weights = 0;
   double seconds = 0;
   std::vector<TensorStats> stats;

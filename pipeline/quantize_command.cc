@@ -42,6 +42,7 @@ struct QuantizeArgs {
   bool dry_run = false;
   bool stats = false;
   bool progress_json = false;  // JSON lines on stderr for `hwyquant serve`
+  bool keep_split = false;
 };
 
 bool SameFile(const std::string& a, const std::string& b) {
@@ -75,8 +76,7 @@ int ParseThreads(const std::string& text) {
   return static_cast<int>(std::max(0L, value));
 }
 
-void PrintSummary(const QuantizePlan& plan, const QuantizeResult& result,
-                  const std::string& output, bool dry_run) {
+void PrintSummary(const QuantizePlan& plan, const QuantizeResult& result, bool dry_run) {
   const double weights = plan.weights > 0 ? static_cast<double>(plan.weights) : 1.0;
   std::printf("model size  = %10.2f MiB (%.2f BPW)\n", plan.source_bytes / 1024.0 / 1024.0,
               plan.source_bytes * 8.0 / weights);
@@ -85,7 +85,12 @@ void PrintSummary(const QuantizePlan& plan, const QuantizeResult& result,
   if (dry_run) {
     std::printf("dry run: nothing written\n");
   } else {
-    std::printf("wrote %s (%.2f MiB, %s) in %.2f s, %.1f MB/s\n", output.c_str(),
+    std::string files = result.files.empty() ? std::string() : result.files[0];
+    if (result.files.size() > 1) {
+      files += " ... " + result.files.back() + " (" + std::to_string(result.files.size()) +
+               " splits)";
+    }
+    std::printf("wrote %s (%.2f MiB, %s) in %.2f s, %.1f MB/s\n", files.c_str(),
                 result.file_bytes / 1024.0 / 1024.0, plan.preset.name, result.seconds,
                 result.seconds > 0 ? result.source_bytes / 1e6 / result.seconds : 0.0);
   }
@@ -111,12 +116,19 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
       const size_t slash = args.input.find_last_of('/');
       const std::string directory =
           slash == std::string::npos ? std::string() : args.input.substr(0, slash + 1);
-      output = directory + "ggml-model-" + FindPreset(options.preset)->name + ".gguf";
+      output = directory + "ggml-model-" + FindPreset(options.preset)->name +
+               (args.keep_split ? "" : ".gguf");
     }
   } else {
     if (args.rest.size() < 2) throw Error("quantize: expected IN.gguf [OUT.gguf] TYPE [nthreads]");
     output = args.rest[next++];
     options.preset = args.rest[next++];
+    // With --keep-split OUT names the splits' prefix: OUT-00001-of-0000N.gguf and so on.
+    const std::string suffix = ".gguf";
+    if (args.keep_split && output.size() > suffix.size() &&
+        output.compare(output.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      output.resize(output.size() - suffix.size());
+    }
   }
   if (next < args.rest.size()) options.nthreads = ParseThreads(args.rest[next++]);
   if (next < args.rest.size()) throw Error("quantize: unexpected argument '" + args.rest[next] + "'");
@@ -160,10 +172,8 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
   options.leave_output_tensor = args.leave_output_tensor;
   options.allow_requantize = args.allow_requantize;
   options.dry_run = args.dry_run;
+  options.keep_split = args.keep_split;
   options.stats = args.stats && !args.dry_run;
-  if (!options.dry_run && SameFile(args.input, output)) {
-    throw Error("input and output are the same file: '" + args.input + "'");
-  }
 
   GgufModelSource source(args.input);
   const std::optional<Imatrix> imatrix = LoadImatrixFor(options);
@@ -172,9 +182,16 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
                  imatrix->entries.size(), options.imatrix_path.c_str());
   }
   const QuantizePlan plan = PlanQuantization(source, options, imatrix ? &*imatrix : nullptr);
-  std::fprintf(stderr, "%s '%s'%s%s as %s, %zu tensors, kernels: %s\n",
-               options.dry_run ? "sizing" : "quantizing", args.input.c_str(),
-               options.dry_run ? "" : " to '", options.dry_run ? "" : (output + "'").c_str(),
+  // With --keep-split the files are OUT-0000i-of-0000N.gguf; if the first is the input, the
+  // others are its other splits.
+  const std::string first_output =
+      plan.split_count > 0 ? GgufSplitPath(output, 0, plan.split_count) : output;
+  if (!options.dry_run && SameFile(args.input, first_output)) {
+    throw Error("input and output are the same file: '" + args.input + "'");
+  }
+  const std::string destination = options.dry_run ? "" : " to '" + first_output + "'";
+  std::fprintf(stderr, "%s '%s'%s as %s, %zu tensors, kernels: %s\n",
+               options.dry_run ? "sizing" : "quantizing", args.input.c_str(), destination.c_str(),
                plan.preset.name, plan.tensors.size(), ActiveTarget());
   ConsoleProgress console(stderr);
   ProgressJsonSink json_sink(2);
@@ -185,12 +202,12 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
   const QuantizeResult result = RunQuantization(source, plan, output, options, progress);
   if (args.progress_json && !options.dry_run) {
     if (options.stats) EmitTensorStatsJson(json_sink, plan, result);  // serve's quality view
-    json_sink.Done(output, result.file_bytes, result.target_bytes, result.weights);
+    json_sink.Done(first_output, result.file_bytes, result.target_bytes, result.weights);
   }
   if (!plan.warnings.empty()) {
     std::fprintf(stderr, "%zu warning(s); see above\n", plan.warnings.size());
   }
-  PrintSummary(plan, result, output, options.dry_run);
+  PrintSummary(plan, result, options.dry_run);
 }
 
 }  // namespace
@@ -237,6 +254,8 @@ void RegisterQuantizeCommand(CLI::App& app) {
   cmd->add_flag("--allow-requantize", args->allow_requantize,
                 "Allow already-quantized input tensors (dequantized, then quantized)");
   cmd->add_flag("--dry-run", args->dry_run, "Print types and sizes; write nothing");
+  cmd->add_flag("--keep-split", args->keep_split,
+                "One output file per split of the input, OUT-00001-of-0000N.gguf and so on");
   cmd->add_flag("--progress-json", args->progress_json,
                 "Report progress as JSON lines on stderr (for hwyquant serve)");
   cmd->add_flag("--stats", args->stats,

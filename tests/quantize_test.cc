@@ -807,6 +807,90 @@ TEST_CASE("a gguf-split model is quantized from its first split, as from the who
   }
 }
 
+TEST_CASE("quantize --keep-split writes one file per input split, as llama-quantize does",
+          "[quantize]") {
+  SynthInputs* synth = Synth();
+  if (synth == nullptr) return;
+  TempDir dir;
+  const std::string in = synth->Model("pub");
+  const auto whole = GgufFile::Open(in);
+  const std::vector<std::string> splits = WriteSplits(*whole, dir.path() + "/pub", 3);
+  QuantizeOptions options;
+  options.preset = "Q4_K_M";
+  const std::string single = dir.path() + "/single.gguf";
+  Quantize(in, single, options);
+  const auto one = GgufFile::Open(single);
+  options.keep_split = true;
+  const std::string prefix = dir.path() + "/out";
+
+  const QuantizeResult result = Quantize(splits[0], prefix, options);
+  REQUIRE(result.files.size() == 3);
+  std::vector<uint64_t> sizes;
+  for (size_t i = 0; i < 3; ++i) {
+    INFO("split " << i);
+    CHECK(result.files[i] == GgufSplitPath(prefix, i, 3));
+    const auto part = GgufFile::Open(result.files[i]);
+    const auto input = GgufFile::Open(splits[i]);
+    sizes.push_back(part->file_size());
+    // The input split's tensors in its order, each as the single output file has it.
+    REQUIRE(part->tensors().size() == input->tensors().size());
+    for (size_t t = 0; t < part->tensors().size(); ++t) {
+      const GgufTensorInfo& info = part->tensors()[t];
+      INFO("tensor " << info.name);
+      CHECK(info.name == input->tensors()[t].name);
+      const int64_t j = one->FindTensor(info.name);
+      REQUIRE(j >= 0);
+      CHECK(info.type == one->tensors()[static_cast<size_t>(j)].type);
+      CHECK(TensorSha(*part, t) == TensorSha(*one, static_cast<size_t>(j)));
+    }
+    // Metadata: the first split has the single file's, then the split keys; the others only
+    // the split keys.
+    std::vector<std::string> keys;
+    for (const GgufKv& kv : part->kv()) keys.push_back(kv.key);
+    std::vector<std::string> expected;
+    if (i == 0) {
+      for (const GgufKv& kv : one->kv()) expected.push_back(kv.key);
+    }
+    for (const char* key : {"split.no", "split.count", "split.tensors.count"}) {
+      expected.push_back(key);
+    }
+    CHECK(keys == expected);
+    CHECK(part->FindKey("split.no")->AsUInt() == i);
+    CHECK(part->FindKey("split.no")->type() == GgufType::kU16);
+    CHECK(part->FindKey("split.count")->AsUInt() == 3);
+    CHECK(part->FindKey("split.tensors.count")->AsUInt() == whole->tensors().size());
+    CHECK(part->FindKey("split.tensors.count")->type() == GgufType::kI32);
+  }
+  CHECK(result.file_bytes == sizes[0] + sizes[1] + sizes[2]);
+  for (const std::string& file : result.files) std::remove(file.c_str());
+
+  // The splits appear together or not at all: a file size limit that lets the first split be
+  // written but not the second leaves none of them, and no temporary file.
+  const uint64_t limit = sizes[0] + (64 << 10);
+  REQUIRE(std::max(sizes[1], sizes[2]) > limit);
+  const size_t entries = dir.EntryCount();
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    struct rlimit rlimit = {limit, limit};
+    ::setrlimit(RLIMIT_FSIZE, &rlimit);
+    int code = 10;
+    try {
+      Quantize(splits[0], prefix, options);
+      code = 11;
+    } catch (const Error& e) {
+      code = std::string(e.what()).find("out-0000") != std::string::npos ? 0 : 12;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(dir.EntryCount() == entries);
+  for (const std::string& file : result.files) CHECK_FALSE(test::FileExists(file));
+}
+
 // Runs the CLI; returns its exit code and puts its stderr in `err`.
 int RunCli(const std::string& args, const std::string& dir, std::string& err) {
   const std::string err_path = dir + "/stderr.txt";
@@ -842,6 +926,18 @@ TEST_CASE("hwyquant quantize CLI: exit codes, messages, no partial output", "[qu
   CHECK(test::FileDifference(out, dir.path() + "/ggml-model-Q4_K_M.gguf") == "");
   std::remove((dir.path() + "/ggml-model-Q4_K.gguf").c_str());
   std::remove((dir.path() + "/ggml-model-Q4_K_M.gguf").c_str());
+  // --keep-split names files from OUT without its .gguf, or from ggml-model-TYPE, even for an
+  // input of one file.
+  const std::string kept = dir.path() + "/kept-00001-of-00001.gguf";
+  CHECK(RunCli("quantize --keep-split '" + link + "' '" + dir.path() + "/kept.gguf' q4_k_m",
+               dir.path(), err) == 0);
+  CHECK(GgufFile::Open(kept)->tensors().size() == GgufFile::Open(out)->tensors().size());
+  CHECK(GgufFile::Open(kept)->FindKey("split.count") == nullptr);
+  const std::string auto_kept = dir.path() + "/ggml-model-Q4_K_M-00001-of-00001.gguf";
+  CHECK(RunCli("quantize --keep-split '" + link + "' q4_k_m", dir.path(), err) == 0);
+  CHECK(test::FileDifference(kept, auto_kept) == "");
+  std::remove(kept.c_str());
+  std::remove(auto_kept.c_str());
   std::remove(link.c_str());
   std::remove(out.c_str());
 
