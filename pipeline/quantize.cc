@@ -8,9 +8,11 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <optional>
+#include <regex>
 #include <thread>
 
 #include "hwyquant/hwyquant.h"
@@ -57,6 +59,49 @@ std::vector<GgufKv> SplitKeys(size_t number, size_t count, size_t tensor_count) 
   return {{"split.no", GgufValue::U16(static_cast<uint16_t>(number))},
           {"split.count", GgufValue::U16(static_cast<uint16_t>(count))},
           {"split.tensors.count", GgufValue::I32(static_cast<int32_t>(tensor_count))}};
+}
+
+// llama-quantize --prune-layers: drops the tensors of the listed layers (sorted, unique) and
+// renumbers the layers met after the first pruned one consecutively, in `order`, as llama's
+// remap_layer does. Returns what is left of `order`; sets output names in `names` (by source
+// index) and, in *block_count, the layer count to write.
+std::vector<size_t> PruneLayers(const std::vector<TensorDescriptor>& tensors,
+                                const std::vector<size_t>& order, const std::vector<int>& prune,
+                                std::vector<std::string>& names, int* block_count) {
+  static const std::regex kLayer(R"(blk\.(\d+)\.)");
+  std::map<int, std::string> mapped;  // old layer -> new number, "" when pruned
+  int next_id = 0;
+  std::vector<size_t> kept;
+  for (size_t index : order) {
+    const std::string& name = tensors[index].name;
+    std::smatch match;
+    if (!std::regex_search(name, match, kLayer)) {
+      kept.push_back(index);
+      continue;
+    }
+    int layer = 0;
+    try {
+      layer = std::stoi(match[1]);
+    } catch (const std::exception&) {
+      throw Error("--prune-layers: tensor '" + name + "' has an out-of-range layer number");
+    }
+    if (mapped.count(layer) == 0) {
+      if (std::binary_search(prune.begin(), prune.end(), layer)) {
+        mapped[layer] = "";
+      } else if (layer < prune.front()) {
+        mapped[layer] = std::to_string(layer);
+        next_id = layer + 1;
+      } else {
+        mapped[layer] = std::to_string(next_id++);
+      }
+    }
+    if (mapped[layer].empty()) continue;
+    names[index] = std::string(name).replace(static_cast<size_t>(match.position(1)),
+                                             static_cast<size_t>(match.length(1)), mapped[layer]);
+    kept.push_back(index);
+  }
+  *block_count = next_id;
+  return kept;
 }
 
 // Converting tensors are worked on in pieces of at most one huge page of output, each with its
@@ -276,6 +321,12 @@ QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& 
       throw Error(model + ": duplicate tensor name '" + tensors[order[i]].name + "'");
     }
   }
+  std::vector<std::string> names(tensors.size());  // as written, by source index
+  for (size_t i = 0; i < tensors.size(); ++i) names[i] = tensors[i].name;
+  int pruned_block_count = 0;
+  if (!options.prune_layers.empty()) {
+    order = PruneLayers(tensors, order, options.prune_layers, names, &pruned_block_count);
+  }
   if (options.keep_split) {
     // --keep-split: the input's own order, split by split, which the type choice then follows.
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
@@ -313,14 +364,23 @@ QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& 
                 GgufValue::U32(static_cast<uint32_t>(imatrix->chunk_count)));
     }
   }
+  // The type choice sees the model's own layer count, as llama-quantize's hparams do.
+  ModelShape shape;
+  if (!preset->copy_only) shape = ModelShape::FromMetadata(plan.kv, model);
+  if (!options.prune_layers.empty()) {
+    const GgufValue* arch = FindKv(plan.kv, "general.architecture");
+    if (arch == nullptr || arch->type() != GgufType::kString) {
+      throw Error(model + ": --prune-layers needs general.architecture");
+    }
+    SetKvLast(plan.kv, arch->AsString() + ".block_count",
+              GgufValue::U32(static_cast<uint32_t>(pruned_block_count)));
+  }
   if (plan.split_count > 1) {
-    const std::vector<GgufKv> split_keys = SplitKeys(0, plan.split_count, tensors.size());
+    const std::vector<GgufKv> split_keys = SplitKeys(0, plan.split_count, order.size());
     for (const GgufKv& kv : split_keys) SetKvLast(plan.kv, kv.key, kv.value);
   }
   GgufAlignmentOf(plan.kv);  // a bad general.alignment fails here, before any writing
 
-  ModelShape shape;
-  if (!preset->copy_only) shape = ModelShape::FromMetadata(plan.kv, model);
   MixOptions mix;
   mix.preset = *preset;
   mix.output_tensor_type = options.output_tensor_type;
@@ -329,15 +389,15 @@ QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& 
   mix.pure = options.pure;
   mix.quantize_output_tensor = !options.leave_output_tensor;
   mix.has_imatrix = use_imatrix;
-  std::vector<std::string> names;
-  for (size_t index : order) names.push_back(tensors[index].name);
-  TypeSelector selector(shape, mix, names);
+  std::vector<std::string> names_in_order;
+  for (size_t index : order) names_in_order.push_back(names[index]);
+  TypeSelector selector(shape, mix, names_in_order);
 
   for (size_t index : order) {
     const TensorDescriptor& d = tensors[index];
     TensorPlan t;
     t.source_index = index;
-    t.name = d.name;
+    t.name = names[index];
     t.dims = TrimTrailingOnes(d.dims);
     t.source_type = d.type;
     t.source_bytes = d.ByteSize();
@@ -365,7 +425,7 @@ QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& 
         }
       }
       if (use_imatrix) {
-        const auto it = imatrix->entries.find(t.name);
+        const auto it = imatrix->entries.find(d.name);  // the name before --prune-layers
         const int64_t experts = t.dims.size() > 2 ? t.dims[2] : 1;
         const size_t expected = static_cast<size_t>(t.dims[0] * experts);
         if (it == imatrix->entries.end()) {

@@ -43,6 +43,8 @@ struct QuantizeOptions {
   // llama-quantize --keep-split: one output file per split of the input, its tensors in the
   // input's order, named PREFIX-0000i-of-0000N.gguf from the output path as prefix.
   bool keep_split = false;
+  // llama-quantize --prune-layers: layers to drop (sorted, unique); the rest are renumbered.
+  std::vector<int> prune_layers;
   std::vector<KvOverride> kv_overrides;
   // Most output bytes a piece of a tensor is converted and written in; 0 means one huge page.
   // Smaller values only cost time (tests use them to split small tensors).

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -43,6 +44,7 @@ struct QuantizeArgs {
   bool stats = false;
   bool progress_json = false;  // JSON lines on stderr for `hwyquant serve`
   bool keep_split = false;
+  std::string prune_layers;  // L0,L1,...
 };
 
 bool SameFile(const std::string& a, const std::string& b) {
@@ -64,6 +66,28 @@ std::vector<std::string> ReadTensorTypeFile(const std::string& path) {
   while (file >> entry) entries.push_back(entry);
   if (file.bad()) throw Error(where + ": read error");
   return entries;
+}
+
+// --prune-layers L0,L1,...: layer numbers, sorted and without repeats.
+std::vector<int> ParsePruneLayers(const std::string& text) {
+  std::vector<int> layers;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text.find(',', start);
+    const std::string item = text.substr(start, comma == std::string::npos ? comma : comma - start);
+    char* end = nullptr;
+    errno = 0;
+    const long value = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || errno != 0 || value < 0 || value > 1000000) {
+      throw Error("--prune-layers '" + text + "': invalid layer number '" + item + "'");
+    }
+    layers.push_back(static_cast<int>(value));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  std::sort(layers.begin(), layers.end());
+  layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
+  return layers;
 }
 
 // Like llama-quantize, a count of zero or less means every core.
@@ -173,6 +197,7 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
   options.allow_requantize = args.allow_requantize;
   options.dry_run = args.dry_run;
   options.keep_split = args.keep_split;
+  if (!args.prune_layers.empty()) options.prune_layers = ParsePruneLayers(args.prune_layers);
   options.stats = args.stats && !args.dry_run;
 
   GgufModelSource source(args.input);
@@ -254,6 +279,8 @@ void RegisterQuantizeCommand(CLI::App& app) {
   cmd->add_flag("--allow-requantize", args->allow_requantize,
                 "Allow already-quantized input tensors (dequantized, then quantized)");
   cmd->add_flag("--dry-run", args->dry_run, "Print types and sizes; write nothing");
+  cmd->add_option("--prune-layers", args->prune_layers,
+                  "L0,L1,...: drop these layers and renumber the rest (llama-quantize's option)");
   cmd->add_flag("--keep-split", args->keep_split,
                 "One output file per split of the input, OUT-00001-of-0000N.gguf and so on");
   cmd->add_flag("--progress-json", args->progress_json,

@@ -1007,6 +1007,50 @@ TEST_CASE("hwyquant quantize CLI: --tensor-type-file and --tensor-type apply in 
   CHECK(dir.EntryCount() == 0);
 }
 
+// llama-quantize's --prune-layers (at d32676d77) names, types and sizes the tensors as below,
+// but then loads each renamed tensor's data by its new name, so that its blk.N holds the old
+// layer N and the last layers are the ones dropped; hwyquant writes each kept layer's own data.
+TEST_CASE("quantize --prune-layers drops layers and renumbers the rest", "[quantize]") {
+  SynthInputs* synth = Synth();
+  if (synth == nullptr) return;
+  TempDir dir;
+  const std::string in = synth->Model("pub");  // 6 layers of 9 tensors
+  QuantizeOptions options;
+  options.preset = "Q4_0";  // a type per tensor that does not depend on its layer
+  options.imatrix_path = synth->Imatrix("pub");
+  const std::string full_path = dir.path() + "/full.gguf";
+  Quantize(in, full_path, options);
+  options.prune_layers = {1, 3};
+  const std::string out = dir.path() + "/pruned.gguf";
+  Quantize(in, out, options);
+  const auto full = GgufFile::Open(full_path);
+  const auto pruned = GgufFile::Open(out);
+  REQUIRE(pruned->tensors().size() == full->tensors().size() - 2 * 9);
+  CHECK(pruned->kv().back().key == "llama.block_count");
+  CHECK(pruned->FindKey("llama.block_count")->AsUInt() == 4);
+  const std::map<std::string, std::string> old_layer = {
+      {"blk.0.", "blk.0."}, {"blk.1.", "blk.2."}, {"blk.2.", "blk.4."}, {"blk.3.", "blk.5."}};
+  for (size_t i = 0; i < pruned->tensors().size(); ++i) {
+    const std::string& name = pruned->tensors()[i].name;
+    INFO("tensor " << name);
+    std::string source = name;
+    if (name.rfind("blk.", 0) == 0) {
+      const auto it = old_layer.find(name.substr(0, 6));
+      REQUIRE(it != old_layer.end());
+      source = it->second + name.substr(6);
+    }
+    const int64_t j = full->FindTensor(source);
+    REQUIRE(j >= 0);
+    // The same type and bytes, quantized with the old name's importance matrix.
+    CHECK(pruned->tensors()[i].type == full->tensors()[static_cast<size_t>(j)].type);
+    CHECK(TensorSha(*pruned, i) == TensorSha(*full, static_cast<size_t>(j)));
+  }
+  std::string err;
+  CHECK(RunCli("quantize --prune-layers 1,x '" + in + "' '" + out + "' q4_0", dir.path(), err) ==
+        1);
+  CHECK_THAT(err, Catch::Contains("--prune-layers '1,x': invalid layer number 'x'"));
+}
+
 TEST_CASE("hwyquant quantize CLI: a full disk (small tmpfs) is a clear error, no output",
           "[quantize][cli]") {
   SynthInputs* synth = Synth();
