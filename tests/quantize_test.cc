@@ -159,6 +159,32 @@ QuantizeResult Quantize(const std::string& in, const std::string& out, QuantizeO
   return QuantizeModel(source, out, options, progress);
 }
 
+// Quantizes in a child process whose files may not grow past `limit` bytes. Says how that went:
+// "named" when it failed with an error that contains `named`, else "succeeded", "other error"
+// or "crashed".
+std::string QuantizeUnderFileSizeLimit(const std::string& in, const std::string& out,
+                                       const QuantizeOptions& options, uint64_t limit,
+                                       const std::string& named) {
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    struct rlimit rlimit = {limit, limit};
+    ::setrlimit(RLIMIT_FSIZE, &rlimit);
+    int code = 1;
+    try {
+      Quantize(in, out, options);
+    } catch (const Error& e) {
+      code = std::string(e.what()).find(named) != std::string::npos ? 0 : 2;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  if (!WIFEXITED(status)) return "crashed";
+  const int code = WEXITSTATUS(status);
+  return code == 0 ? "named" : code == 1 ? "succeeded" : "other error";
+}
+
 std::string TensorSha(const GgufFile& file, size_t i) {
   return test::Sha256Hex(file.TensorData(i), file.tensors()[i].size);
 }
@@ -656,26 +682,10 @@ TEST_CASE("quantize failures are clear and leave no output", "[quantize]") {
     std::remove(legacy.c_str());
   }
   SECTION("file size limit mid-write") {
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-      struct rlimit limit = {100000, 100000};  // the f16 file is ~0.5 MB
-      ::setrlimit(RLIMIT_FSIZE, &limit);
-      int code = 10;
-      try {
-        QuantizeOptions f16;
-        f16.preset = "F16";
-        Quantize(synth->Model("pub_odd"), out, f16);
-        code = 11;
-      } catch (const Error& e) {
-        code = std::string(e.what()).find("out.gguf") != std::string::npos ? 0 : 12;
-      }
-      ::_exit(code);
-    }
-    int status = 0;
-    REQUIRE(::waitpid(child, &status, 0) == child);
-    REQUIRE(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
+    QuantizeOptions f16;
+    f16.preset = "F16";  // the file is ~0.5 MB
+    CHECK(QuantizeUnderFileSizeLimit(synth->Model("pub_odd"), out, f16, 100000, "out.gguf") ==
+          "named");
   }
   CHECK_FALSE(test::FileExists(out));
   // Nothing else either: no temporary left behind (the truncated input is the only file).
@@ -751,7 +761,7 @@ std::vector<std::string> WriteSplits(
   return paths;
 }
 
-TEST_CASE("a gguf-split model is quantized from its first split, as from the whole file",
+TEST_CASE("a gguf-split model is read from its first split; --keep-split keeps its splits",
           "[quantize]") {
   SynthInputs* synth = Synth();
   if (synth == nullptr) return;
@@ -805,90 +815,63 @@ TEST_CASE("a gguf-split model is quantized from its first split, as from the who
                       Catch::Contains(splits[0] + ": split.tensors.count says 7 tensors"));
     CHECK_FALSE(test::FileExists(out));
   }
-}
+  SECTION("--keep-split writes one file per input split, as llama-quantize does") {
+    const std::string single = dir.path() + "/single.gguf";
+    Quantize(in, single, options);
+    const auto one = GgufFile::Open(single);
+    options.keep_split = true;
+    const std::string prefix = dir.path() + "/out";
 
-TEST_CASE("quantize --keep-split writes one file per input split, as llama-quantize does",
-          "[quantize]") {
-  SynthInputs* synth = Synth();
-  if (synth == nullptr) return;
-  TempDir dir;
-  const std::string in = synth->Model("pub");
-  const auto whole = GgufFile::Open(in);
-  const std::vector<std::string> splits = WriteSplits(*whole, dir.path() + "/pub", 3);
-  QuantizeOptions options;
-  options.preset = "Q4_K_M";
-  const std::string single = dir.path() + "/single.gguf";
-  Quantize(in, single, options);
-  const auto one = GgufFile::Open(single);
-  options.keep_split = true;
-  const std::string prefix = dir.path() + "/out";
+    const QuantizeResult result = Quantize(splits[0], prefix, options);
+    REQUIRE(result.files.size() == 3);
+    std::vector<uint64_t> sizes;
+    for (size_t i = 0; i < 3; ++i) {
+      INFO("split " << i);
+      CHECK(result.files[i] == GgufSplitPath(prefix, i, 3));
+      const auto part = GgufFile::Open(result.files[i]);
+      const auto input = GgufFile::Open(splits[i]);
+      sizes.push_back(part->file_size());
+      // The input split's tensors in its order, each as the single output file has it.
+      REQUIRE(part->tensors().size() == input->tensors().size());
+      for (size_t t = 0; t < part->tensors().size(); ++t) {
+        const GgufTensorInfo& info = part->tensors()[t];
+        INFO("tensor " << info.name);
+        CHECK(info.name == input->tensors()[t].name);
+        const int64_t j = one->FindTensor(info.name);
+        REQUIRE(j >= 0);
+        CHECK(info.type == one->tensors()[static_cast<size_t>(j)].type);
+        CHECK(TensorSha(*part, t) == TensorSha(*one, static_cast<size_t>(j)));
+      }
+      // Metadata: the first split has the single file's, then the split keys; the others only
+      // the split keys.
+      std::vector<std::string> keys;
+      for (const GgufKv& kv : part->kv()) keys.push_back(kv.key);
+      std::vector<std::string> expected;
+      if (i == 0) {
+        for (const GgufKv& kv : one->kv()) expected.push_back(kv.key);
+      }
+      for (const char* key : {"split.no", "split.count", "split.tensors.count"}) {
+        expected.push_back(key);
+      }
+      CHECK(keys == expected);
+      CHECK(part->FindKey("split.no")->AsUInt() == i);
+      CHECK(part->FindKey("split.no")->type() == GgufType::kU16);
+      CHECK(part->FindKey("split.count")->AsUInt() == 3);
+      CHECK(part->FindKey("split.tensors.count")->AsUInt() == whole->tensors().size());
+      CHECK(part->FindKey("split.tensors.count")->type() == GgufType::kI32);
+    }
+    CHECK(result.file_bytes == sizes[0] + sizes[1] + sizes[2]);
+    for (const std::string& file : result.files) std::remove(file.c_str());
 
-  const QuantizeResult result = Quantize(splits[0], prefix, options);
-  REQUIRE(result.files.size() == 3);
-  std::vector<uint64_t> sizes;
-  for (size_t i = 0; i < 3; ++i) {
-    INFO("split " << i);
-    CHECK(result.files[i] == GgufSplitPath(prefix, i, 3));
-    const auto part = GgufFile::Open(result.files[i]);
-    const auto input = GgufFile::Open(splits[i]);
-    sizes.push_back(part->file_size());
-    // The input split's tensors in its order, each as the single output file has it.
-    REQUIRE(part->tensors().size() == input->tensors().size());
-    for (size_t t = 0; t < part->tensors().size(); ++t) {
-      const GgufTensorInfo& info = part->tensors()[t];
-      INFO("tensor " << info.name);
-      CHECK(info.name == input->tensors()[t].name);
-      const int64_t j = one->FindTensor(info.name);
-      REQUIRE(j >= 0);
-      CHECK(info.type == one->tensors()[static_cast<size_t>(j)].type);
-      CHECK(TensorSha(*part, t) == TensorSha(*one, static_cast<size_t>(j)));
-    }
-    // Metadata: the first split has the single file's, then the split keys; the others only
-    // the split keys.
-    std::vector<std::string> keys;
-    for (const GgufKv& kv : part->kv()) keys.push_back(kv.key);
-    std::vector<std::string> expected;
-    if (i == 0) {
-      for (const GgufKv& kv : one->kv()) expected.push_back(kv.key);
-    }
-    for (const char* key : {"split.no", "split.count", "split.tensors.count"}) {
-      expected.push_back(key);
-    }
-    CHECK(keys == expected);
-    CHECK(part->FindKey("split.no")->AsUInt() == i);
-    CHECK(part->FindKey("split.no")->type() == GgufType::kU16);
-    CHECK(part->FindKey("split.count")->AsUInt() == 3);
-    CHECK(part->FindKey("split.tensors.count")->AsUInt() == whole->tensors().size());
-    CHECK(part->FindKey("split.tensors.count")->type() == GgufType::kI32);
+    // The splits appear together or not at all: a file size limit that lets the first split be
+    // written but not the second leaves none of them, and no temporary file.
+    const uint64_t limit = sizes[0] + (64 << 10);
+    REQUIRE(std::max(sizes[1], sizes[2]) > limit);
+    const size_t entries = dir.EntryCount();
+    CHECK(QuantizeUnderFileSizeLimit(splits[0], prefix, options, limit, "out-0000") == "named");
+    CHECK(dir.EntryCount() == entries);
+    for (const std::string& file : result.files) CHECK_FALSE(test::FileExists(file));
   }
-  CHECK(result.file_bytes == sizes[0] + sizes[1] + sizes[2]);
-  for (const std::string& file : result.files) std::remove(file.c_str());
-
-  // The splits appear together or not at all: a file size limit that lets the first split be
-  // written but not the second leaves none of them, and no temporary file.
-  const uint64_t limit = sizes[0] + (64 << 10);
-  REQUIRE(std::max(sizes[1], sizes[2]) > limit);
-  const size_t entries = dir.EntryCount();
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    struct rlimit rlimit = {limit, limit};
-    ::setrlimit(RLIMIT_FSIZE, &rlimit);
-    int code = 10;
-    try {
-      Quantize(splits[0], prefix, options);
-      code = 11;
-    } catch (const Error& e) {
-      code = std::string(e.what()).find("out-0000") != std::string::npos ? 0 : 12;
-    }
-    ::_exit(code);
-  }
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  CHECK(dir.EntryCount() == entries);
-  for (const std::string& file : result.files) CHECK_FALSE(test::FileExists(file));
 }
 
 // Runs the CLI; returns its exit code and puts its stderr in `err`.
