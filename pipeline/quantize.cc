@@ -12,7 +12,6 @@
 #include <memory>
 #include <numeric>
 #include <optional>
-#include <regex>
 #include <thread>
 
 #include "hwyquant/hwyquant.h"
@@ -68,20 +67,29 @@ std::vector<GgufKv> SplitKeys(size_t number, size_t count, size_t tensor_count) 
 std::vector<size_t> PruneLayers(const std::vector<TensorDescriptor>& tensors,
                                 const std::vector<size_t>& order, const std::vector<int>& prune,
                                 std::vector<std::string>& names, int* block_count) {
-  static const std::regex kLayer(R"(blk\.(\d+)\.)");
   std::map<int, std::string> mapped;  // old layer -> new number, "" when pruned
   int next_id = 0;
   std::vector<size_t> kept;
   for (size_t index : order) {
     const std::string& name = tensors[index].name;
-    std::smatch match;
-    if (!std::regex_search(name, match, kLayer)) {
+    // The leftmost "blk.DIGITS." (what llama's regex blk\.(\d+)\. finds).
+    size_t digits = std::string::npos, digits_end = 0;
+    for (size_t at = name.find("blk."); at != std::string::npos; at = name.find("blk.", at + 1)) {
+      size_t end = at + 4;
+      while (end < name.size() && name[end] >= '0' && name[end] <= '9') ++end;
+      if (end > at + 4 && end < name.size() && name[end] == '.') {
+        digits = at + 4;
+        digits_end = end;
+        break;
+      }
+    }
+    if (digits == std::string::npos) {
       kept.push_back(index);
       continue;
     }
     int layer = 0;
     try {
-      layer = std::stoi(match[1]);
+      layer = std::stoi(name.substr(digits, digits_end - digits));
     } catch (const std::exception&) {
       throw Error("--prune-layers: tensor '" + name + "' has an out-of-range layer number");
     }
@@ -96,8 +104,7 @@ std::vector<size_t> PruneLayers(const std::vector<TensorDescriptor>& tensors,
       }
     }
     if (mapped[layer].empty()) continue;
-    names[index] = std::string(name).replace(static_cast<size_t>(match.position(1)),
-                                             static_cast<size_t>(match.length(1)), mapped[layer]);
+    names[index] = std::string(name).replace(digits, digits_end - digits, mapped[layer]);
     kept.push_back(index);
   }
   *block_count = next_id;
