@@ -10,7 +10,6 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -181,11 +180,7 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
     std::string pattern = spec.substr(0, equals);
     std::transform(pattern.begin(), pattern.end(), pattern.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    try {
-      std::regex checked(pattern);  // here, so that the message says where the pattern came from
-    } catch (const std::regex_error& e) {
-      throw Error(where + ": bad regular expression: " + e.what());
-    }
+    TensorTypePattern(pattern, where);  // here, so that the message says where it came from
     options.tensor_types.emplace_back(pattern,
                                       ParseQuantizableType(spec.substr(equals + 1), where));
   }

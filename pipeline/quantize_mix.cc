@@ -208,17 +208,21 @@ Type ParseQuantizableType(std::string_view name, std::string_view option) {
   return traits->type;
 }
 
+std::regex TensorTypePattern(const std::string& pattern, const std::string& where) {
+  try {
+    return std::regex(pattern);
+  } catch (const std::regex_error& e) {
+    throw Error(where + ": bad regular expression '" + pattern + "': " + e.what());
+  }
+}
+
 // --- TypeSelector ---
 
 TypeSelector::TypeSelector(const ModelShape& shape, const MixOptions& options,
                            const std::vector<std::string>& all_tensor_names)
     : shape_(shape), options_(options), n_layer_(shape.n_layer) {
   for (const auto& [pattern, type] : options_.tensor_types) {
-    try {
-      patterns_.emplace_back(std::regex(pattern), type);
-    } catch (const std::regex_error& e) {
-      throw Error("--tensor-type: bad regular expression '" + pattern + "': " + e.what());
-    }
+    patterns_.emplace_back(TensorTypePattern(pattern, "--tensor-type"), type);
   }
   for (const std::string& name : all_tensor_names) {
     const Category category = CategoryOf(name);

@@ -132,6 +132,9 @@ uint32_t ModelFileType(const std::vector<GgufKv>& kv, const std::vector<Type>& t
 // Parses a ggml type name for --output-tensor-type etc. (case-insensitive); throws Error for an
 // unknown name or one hwyquant cannot produce.
 Type ParseQuantizableType(std::string_view name, std::string_view option);
+// The std::regex of a --tensor-type pattern; throws Error starting with `where` when it is not
+// a valid regular expression.
+std::regex TensorTypePattern(const std::string& pattern, const std::string& where);
 
 }  // namespace hwyquant
 
