@@ -471,6 +471,12 @@ std::string GgufSplitPath(const std::string& prefix, uint64_t number, uint64_t c
   return prefix + suffix;
 }
 
+std::vector<GgufKv> GgufSplitKeys(uint64_t number, uint64_t count, uint64_t tensor_count) {
+  return {{"split.no", GgufValue::U16(static_cast<uint16_t>(number))},
+          {"split.count", GgufValue::U16(static_cast<uint16_t>(count))},
+          {"split.tensors.count", GgufValue::I32(static_cast<int32_t>(tensor_count))}};
+}
+
 std::optional<std::string> GgufSplitPrefix(const std::string& path, uint64_t number,
                                            uint64_t count) {
   const std::string suffix = GgufSplitPath("", number, count);

@@ -199,6 +199,9 @@ std::vector<uint8_t> SerializeGgufHeader(const std::vector<GgufKv>& kv,
 // llama.cpp's name for split `number` (0-based) of `count` of a split model:
 // PREFIX-00001-of-00003.gguf.
 std::string GgufSplitPath(const std::string& prefix, uint64_t number, uint64_t count);
+// The keys llama's split files carry: split.no (u16, 0-based), split.count (u16) and
+// split.tensors.count (i32, the tensors of all splits).
+std::vector<GgufKv> GgufSplitKeys(uint64_t number, uint64_t count, uint64_t tensor_count);
 // PREFIX when path is GgufSplitPath(PREFIX, number, count) with a non-empty PREFIX, else nullopt.
 std::optional<std::string> GgufSplitPrefix(const std::string& path, uint64_t number,
                                            uint64_t count);

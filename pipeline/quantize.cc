@@ -52,14 +52,6 @@ void SetKvLast(std::vector<GgufKv>& kv, const std::string& key, GgufValue value)
   kv.push_back({key, std::move(value)});
 }
 
-// The keys llama-quantize --keep-split gives output split `number`: the first split's come after
-// all its other metadata, and are all the metadata the others have.
-std::vector<GgufKv> SplitKeys(size_t number, size_t count, size_t tensor_count) {
-  return {{"split.no", GgufValue::U16(static_cast<uint16_t>(number))},
-          {"split.count", GgufValue::U16(static_cast<uint16_t>(count))},
-          {"split.tensors.count", GgufValue::I32(static_cast<int32_t>(tensor_count))}};
-}
-
 // llama-quantize --prune-layers: drops the tensors of the listed layers (sorted, unique) and
 // renumbers the layers met after the first pruned one consecutively, in `order`, as llama's
 // remap_layer does. Returns what is left of `order`; sets output names in `names` (by source
@@ -383,8 +375,11 @@ QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& 
               GgufValue::U32(static_cast<uint32_t>(pruned_block_count)));
   }
   if (plan.split_count > 1) {
-    const std::vector<GgufKv> split_keys = SplitKeys(0, plan.split_count, order.size());
-    for (const GgufKv& kv : split_keys) SetKvLast(plan.kv, kv.key, kv.value);
+    // llama-quantize --keep-split puts them after the first split's other metadata; the other
+    // splits have only them.
+    for (const GgufKv& kv : GgufSplitKeys(0, plan.split_count, order.size())) {
+      SetKvLast(plan.kv, kv.key, kv.value);
+    }
   }
   GgufAlignmentOf(plan.kv);  // a bad general.alignment fails here, before any writing
 
@@ -478,7 +473,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
     std::string path = output_path;
     if (plan.split_count > 0) {
       path = GgufSplitPath(output_path, split, plan.split_count);
-      if (split > 0) kv = SplitKeys(split, plan.split_count, plan.tensors.size());
+      if (split > 0) kv = GgufSplitKeys(split, plan.split_count, plan.tensors.size());
     }
     std::vector<GgufTensorInfo> infos;
     for (const TensorPlan& t : plan.tensors) {
@@ -494,6 +489,13 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
     outs.back()->Seal();
     result.file_bytes += outs.back()->size();
     writer.reset();
+  };
+  // Seals files and opens the next until split's is open; splits without tensors get files too.
+  const auto open_split = [&](size_t split) {
+    while (outs.size() <= split) {
+      seal_output();
+      open_output(outs.size());
+    }
   };
   if (!options.dry_run) open_output(0);
 
@@ -595,10 +597,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
         job.ReleaseSource();
         prefetch_submitted(next_piece);
       }
-      while (plan.split_count > 0 && outs.size() <= t.split) {
-        seal_output();
-        open_output(outs.size());
-      }
+      if (plan.split_count > 0) open_split(t.split);
       const uint8_t* data = job.result();
       writer->AppendTensorData(data, job.result_size());
       if (options.stats && t.converts() && t.ElementCount() > 0) {
@@ -645,10 +644,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
       event.stage = QuantizeStage::kFinishing;
       progress->OnProgress(event);
     }
-    while (outs.size() < std::max<size_t>(plan.split_count, 1)) {  // splits without tensors
-      seal_output();
-      open_output(outs.size());
-    }
+    if (plan.split_count > 0) open_split(plan.split_count - 1);
     seal_output();
     for (const auto& out : outs) {
       out->Publish();

@@ -742,9 +742,7 @@ std::vector<std::string> WriteSplits(
   for (int i = 0; i < count; ++i) {
     std::vector<GgufKv> kv;
     if (i == 0) kv = whole.kv();
-    SetKv(kv, "split.no", GgufValue::U16(static_cast<uint16_t>(i)));
-    SetKv(kv, "split.count", GgufValue::U16(static_cast<uint16_t>(count)));
-    SetKv(kv, "split.tensors.count", GgufValue::I32(static_cast<int32_t>(n)));
+    for (const GgufKv& key : GgufSplitKeys(i, count, n)) SetKv(kv, key.key, key.value);
     if (edit) edit(i, kv);
     std::vector<GgufTensorInfo> infos;
     std::vector<std::vector<uint8_t>> data;
@@ -753,9 +751,7 @@ std::vector<std::string> WriteSplits(
       const uint8_t* bytes = whole.TensorData(t);
       data.emplace_back(bytes, bytes + whole.tensors()[t].size);
     }
-    char suffix[40];
-    std::snprintf(suffix, sizeof(suffix), "-%05d-of-%05d.gguf", i + 1, count);
-    paths.push_back(prefix + suffix);
+    paths.push_back(GgufSplitPath(prefix, i, count));
     WriteGgufFile(paths.back(), kv, infos, data);
   }
   return paths;
