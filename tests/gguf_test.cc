@@ -1,9 +1,7 @@
 // Tests of OutputFile and the GGUF reader/writer: round trips, every value type, v2, and
 // corrupt or truncated files (which must fail with a clear Error, never crash).
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -312,28 +310,20 @@ TEST_CASE("OutputFile fits a file that ends exactly at RLIMIT_FSIZE", "[output_f
   const std::string path = dir.path() + "/exact.bin";
   const size_t size = (size_t{8} << 20) + 1000;
   const std::vector<uint8_t> expected = PatternBytes(size);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    struct rlimit limit = {size, size};
-    ::setrlimit(RLIMIT_FSIZE, &limit);
-    int code = 10;
+  const int code = test::ExitCodeUnderFileSizeLimit(size, [&] {
     try {
       OutputFile out(path);
       out.Write(expected.data(), 3);
       out.Write(expected.data() + 3, size - 3);
       out.Commit();
-      code = 0;
+      return 0;
     } catch (const Error& e) {
       std::fprintf(stderr, "%s\n", e.what());
-      code = 11;
+      return 11;
     }
-    ::_exit(code);
-  }
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  });
+  REQUIRE(code >= 0);  // not killed
+  CHECK(code == 0);
   CHECK(test::BytesDifference(test::ReadFileBytes(path), expected) == "");
 }
 
@@ -350,31 +340,23 @@ TEST_CASE("OutputFile turns RLIMIT_FSIZE into an Error and removes the temporary
           "[output_file]") {
   TempDir dir;
   const std::string path = dir.path() + "/limited.bin";
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    struct rlimit limit = {100000, 100000};
-    ::setrlimit(RLIMIT_FSIZE, &limit);
-    int code = 10;
+  const int code = test::ExitCodeUnderFileSizeLimit(100000, [&] {
     try {
       OutputFile out(path);
       std::vector<uint8_t> chunk(1 << 16, 1);
       for (int i = 0; i < 64; ++i) out.Write(chunk.data(), chunk.size());
       out.Commit();
-      code = 11;  // no error: wrong
+      return 11;  // no error: wrong
     } catch (const Error& e) {
       const std::string message = e.what();
-      code = (message.find(path) != std::string::npos &&
+      return (message.find(path) != std::string::npos &&
               message.find("file size limit") != std::string::npos)
                  ? 0
                  : 12;
     }
-    ::_exit(code);
-  }
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  REQUIRE(WIFEXITED(status));  // not killed by SIGXFSZ
-  CHECK(WEXITSTATUS(status) == 0);
+  });
+  REQUIRE(code >= 0);  // not killed by SIGXFSZ
+  CHECK(code == 0);
   CHECK(dir.Entries().empty());
 }
 

@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <sched.h>
 #include <sys/mount.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -165,24 +164,15 @@ QuantizeResult Quantize(const std::string& in, const std::string& out, QuantizeO
 std::string QuantizeUnderFileSizeLimit(const std::string& in, const std::string& out,
                                        const QuantizeOptions& options, uint64_t limit,
                                        const std::string& named) {
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    struct rlimit rlimit = {limit, limit};
-    ::setrlimit(RLIMIT_FSIZE, &rlimit);
-    int code = 1;
+  const int code = test::ExitCodeUnderFileSizeLimit(limit, [&] {
     try {
       Quantize(in, out, options);
+      return 1;
     } catch (const Error& e) {
-      code = std::string(e.what()).find(named) != std::string::npos ? 0 : 2;
+      return std::string(e.what()).find(named) != std::string::npos ? 0 : 2;
     }
-    ::_exit(code);
-  }
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  if (!WIFEXITED(status)) return "crashed";
-  const int code = WEXITSTATUS(status);
-  return code == 0 ? "named" : code == 1 ? "succeeded" : "other error";
+  });
+  return code == 0 ? "named" : code == 1 ? "succeeded" : code == 2 ? "other error" : "crashed";
 }
 
 std::string TensorSha(const GgufFile& file, size_t i) {

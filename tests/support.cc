@@ -2,7 +2,10 @@
 #include "tests/support.h"
 
 #include <openssl/evp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <algorithm>
@@ -72,6 +75,19 @@ std::string BytesDifference(const std::vector<uint8_t>& a, const std::vector<uin
 std::string FileDifference(const std::string& path_a, const std::string& path_b) {
   const std::string difference = BytesDifference(ReadFileBytes(path_a), ReadFileBytes(path_b));
   return difference.empty() ? "" : path_a + " and " + path_b + ": " + difference;
+}
+
+int ExitCodeUnderFileSizeLimit(uint64_t limit, const std::function<int()>& body) {
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    struct rlimit rlimit = {limit, limit};
+    ::setrlimit(RLIMIT_FSIZE, &rlimit);
+    ::_exit(body());
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 std::string Sha256Hex(const void* data, size_t size) {

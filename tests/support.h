@@ -3,6 +3,7 @@
 #define HWYQUANT_TESTS_SUPPORT_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,10 @@ std::string BytesDifference(const std::vector<uint8_t>& a, const std::vector<uin
 std::string FileDifference(const std::string& path_a, const std::string& path_b);
 
 std::string Sha256Hex(const void* data, size_t size);
+
+// Runs body in a child process whose files may not grow past `limit` bytes (RLIMIT_FSIZE) and
+// returns the child's exit code, body's result; -1 when the child was killed (by SIGXFSZ, say).
+int ExitCodeUnderFileSizeLimit(uint64_t limit, const std::function<int()>& body);
 
 // SplitMix64: the same sequence on every platform and compiler, unlike <random> distributions.
 class Rng {
