@@ -9,8 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
+#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -26,7 +27,9 @@ constexpr size_t kDirectAlignment = 4096;
 // One huge page: on a VM that hands freed memory back to its host, each fresh page costs a host
 // fault on first touch, and an 8 MiB buffer had been 10% of a Q8_0 run's CPU time.
 constexpr size_t kDirectBytes = size_t{2} << 20;
-constexpr uint64_t kBackgroundSyncBytes = uint64_t{32} << 20;
+// Direct-I/O buffers in flight at most, the one being filled included.
+constexpr size_t kDirectBuffers = 4;
+constexpr uint64_t kSyncBytes = uint64_t{8} << 20;
 
 // Without this, exceeding RLIMIT_FSIZE kills the process with SIGXFSZ before write() can
 // return EFBIG, and the temporary file would be left behind with no message.
@@ -57,69 +60,146 @@ std::string BaseNameOf(const std::string& path) {
 
 }  // namespace
 
-class OutputFile::BackgroundSync {
+// Writes full direct-I/O buffers on a helper thread, in file order, and flushes the disk cache
+// every kSyncBytes written. The computing then waits for the disk only when every buffer is
+// queued: writing from the main thread, each of its writes had blocked for 14-15 ms while a
+// flush ran, and with them the loading of the workers' next pieces.
+class OutputFile::DiskWriter {
  public:
-  explicit BackgroundSync(int fd) : fd_(fd), thread_([this] { Run(); }) {}
-  ~BackgroundSync() { Stop(); }
+  struct Failure {
+    const char* what = nullptr;
+    int error_number = 0;  // 0: none
+  };
 
-  // Waits for a flush in progress and ends the thread. Returns the first error a flush
-  // reported (0 if none): fsync reports an error to one caller only, so Commit must learn of it
-  // here.
-  int Stop() {
+  explicit DiskWriter(int fd) : fd_(fd), thread_([this] { Run(); }) {}
+  // Abandons what is still queued.
+  ~DiskWriter() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
+      queue_.clear();
     }
-    wake_.notify_one();
+    work_ready_.notify_one();
     if (thread_.joinable()) thread_.join();
-    return error_;  // the thread has ended: no lock needed
   }
 
-  // Asks for one more fdatasync; requests made while one runs fold into the next.
-  void Request() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      requested_ = true;
+  // Queues the first `bytes` bytes of `full` for file offset `offset` and returns an empty
+  // buffer for what comes next: a written one, a new one while fewer than kDirectBuffers exist,
+  // or else the next one the thread finishes with. After a failure, nothing more is queued and
+  // `full` comes back.
+  HugePageBuffer Swap(HugePageBuffer full, size_t bytes, uint64_t offset, Failure* failure) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    *failure = failure_;
+    if (failure->error_number != 0) return full;
+    queue_.push_back({std::move(full), bytes, offset});
+    work_ready_.notify_one();
+    if (free_.empty() && buffers_ < kDirectBuffers) {
+      HugePageBuffer fresh = MapHugePages(kDirectBytes);
+      if (fresh) {
+        ++buffers_;
+        return fresh;
+      }
     }
-    wake_.notify_one();
+    written_.wait(lock, [&] { return !free_.empty(); });
+    HugePageBuffer empty = std::move(free_.back());
+    free_.pop_back();
+    return empty;
+  }
+
+  // Waits until everything queued is written (not yet flushed) and returns the first failure:
+  // fsync reports an error to one caller only, so Seal must learn of the thread's here.
+  Failure Drain() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    written_.wait(lock, [&] { return queue_.empty() && !busy_; });
+    return failure_;
+  }
+
+  // Whether the file system refused a direct write, so the thread went on without O_DIRECT.
+  bool left_direct_mode() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return left_direct_mode_;
   }
 
  private:
+  struct Pending {
+    HugePageBuffer buffer;
+    size_t bytes;
+    uint64_t offset;
+  };
+
   void Run() {
+    uint64_t unsynced = 0;
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
-      wake_.wait(lock, [&] { return stopping_ || requested_; });
-      if (stopping_) return;
-      requested_ = false;
+      work_ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      Pending job = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+      const bool failed_before = failure_.error_number != 0;
       lock.unlock();
-      const int result = ::fdatasync(fd_);
-      const int error_number = result == 0 ? 0 : errno;
+      Failure failure;
+      if (!failed_before) failure = WriteAll(job);
+      if (!failed_before && failure.error_number == 0) {
+        unsynced += job.bytes;
+        if (unsynced >= kSyncBytes) {
+          unsynced = 0;
+          if (::fdatasync(fd_) != 0) failure = {"fdatasync failed", errno};
+        }
+      }
       lock.lock();
-      if (error_number != 0 && error_ == 0) error_ = error_number;
+      if (failure.error_number != 0 && failure_.error_number == 0) failure_ = failure;
+      free_.push_back(std::move(job.buffer));
+      busy_ = false;
+      written_.notify_all();
     }
+  }
+
+  Failure WriteAll(const Pending& job) {
+    size_t done = 0;
+    while (done < job.bytes) {
+      const ssize_t written = ::pwrite(fd_, job.buffer.get() + done, job.bytes - done,
+                                       static_cast<off_t>(job.offset + done));
+      if (written < 0) {
+        const int error_number = errno;
+        if (error_number == EINTR) continue;
+#ifdef O_DIRECT
+        const int flags = error_number == EINVAL ? ::fcntl(fd_, F_GETFL) : -1;
+        if (flags >= 0 && (flags & O_DIRECT) != 0) {
+          // The file system refuses direct I/O after all: the page cache takes the rest.
+          if (::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) return {"fcntl failed", errno};
+          std::lock_guard<std::mutex> lock(mutex_);
+          left_direct_mode_ = true;
+          continue;
+        }
+#endif
+        return {"write failed", error_number};
+      }
+      if (written == 0) return {"write made no progress", EIO};
+      done += static_cast<size_t>(written);
+    }
+    return {};
   }
 
   const int fd_;
   std::mutex mutex_;
-  std::condition_variable wake_;
-  bool requested_ = false;
+  std::condition_variable work_ready_;
+  std::condition_variable written_;  // a buffer was written (or failed)
+  std::deque<Pending> queue_;
+  std::vector<HugePageBuffer> free_;
+  size_t buffers_ = 1;  // the one the main thread fills counts too
+  bool busy_ = false;
   bool stopping_ = false;
-  int error_ = 0;
+  bool left_direct_mode_ = false;
+  Failure failure_;
   std::thread thread_;  // last: started once the members it reads exist
 };
 
-void OutputFile::RequestBackgroundSync() {
-  if (file_end_ - sync_requested_to_ < kBackgroundSyncBytes) return;
-  if (!background_sync_) background_sync_ = std::make_unique<BackgroundSync>(fd_);
-  background_sync_->Request();
-  sync_requested_to_ = file_end_;
-}
-
-void OutputFile::StopBackgroundSync() {
-  if (!background_sync_) return;
-  const int error_number = background_sync_->Stop();
-  background_sync_.reset();
-  if (error_number != 0) Fail("fdatasync failed", error_number);
+void OutputFile::StopDiskWriter() {
+  if (!disk_writer_) return;
+  const DiskWriter::Failure failure = disk_writer_->Drain();
+  disk_writer_.reset();
+  if (failure.error_number != 0) Fail(failure.what, failure.error_number);
 }
 
 OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
@@ -158,6 +238,7 @@ void OutputFile::EnterDirectMode() {
 
 void OutputFile::LeaveDirectMode() {
   if (!direct_buffer_) return;
+  StopDiskWriter();  // its writes come before the staged bytes
 #ifdef O_DIRECT
   const int flags = ::fcntl(fd_, F_GETFL);
   if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) Fail("fcntl failed", errno);
@@ -193,31 +274,17 @@ void OutputFile::FlushDirectTail() {
 }
 
 void OutputFile::FlushDirect() {
-  size_t done = 0;
-  while (done < direct_used_) {
-    const ssize_t written = ::pwrite(fd_, direct_buffer_.get() + done, direct_used_ - done,
-                                     static_cast<off_t>(file_end_));
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EINVAL) {
-        // The file system refuses direct I/O after all: write the rest through the page cache.
-        std::memmove(direct_buffer_.get(), direct_buffer_.get() + done, direct_used_ - done);
-        direct_used_ -= done;
-        LeaveDirectMode();
-        return;
-      }
-      Fail("write failed", errno);
-    }
-    if (written == 0) Fail("write made no progress", EIO);
-    done += static_cast<size_t>(written);
-    file_end_ += static_cast<uint64_t>(written);
-  }
+  if (!disk_writer_) disk_writer_ = std::make_unique<DiskWriter>(fd_);
+  DiskWriter::Failure failure;
+  direct_buffer_ = disk_writer_->Swap(std::move(direct_buffer_), direct_used_, file_end_, &failure);
+  if (failure.error_number != 0) Fail(failure.what, failure.error_number);
+  file_end_ += direct_used_;
   direct_used_ = 0;
-  RequestBackgroundSync();
+  if (disk_writer_->left_direct_mode()) LeaveDirectMode();
 }
 
 OutputFile::~OutputFile() {
-  background_sync_.reset();  // before the descriptor it flushes is closed
+  disk_writer_.reset();  // before the descriptor it writes is closed
   if (fd_ >= 0) ::close(fd_);
   if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
 }
@@ -318,9 +385,9 @@ void OutputFile::WriteAt(uint64_t offset, const void* data, size_t size) {
 
 void OutputFile::Seal() {
   if (sealed_ || fd_ < 0) throw Error("cannot seal '" + path_ + "' twice");
+  StopDiskWriter();
   FlushDirectTail();
   FlushBuffer();
-  StopBackgroundSync();
   if (::fsync(fd_) != 0) Fail("fsync failed", errno);
   const int fd = fd_;
   fd_ = -1;

@@ -51,11 +51,11 @@ class OutputFile {
   void Publish();
 
  private:
-  // Flushes what was written so far to stable storage on a helper thread, every
-  // kBackgroundSyncBytes, so the device cache flush overlaps the computing of what comes next
-  // (on a VM whose disk cache flush cost about 0.6 ms per MiB written, Commit's fsync had been
-  // a fifth of a compute-bound run's wall time). Started on the first large write.
-  class BackgroundSync;
+  // Writes full direct-I/O buffers and flushes the disk cache on a helper thread, so the disk
+  // works while the next bytes are computed (on a VM whose disk cache flush cost about 0.6 ms
+  // per MiB written, Commit's fsync had been a fifth of a compute-bound run's wall time).
+  // Started on the first full buffer.
+  class DiskWriter;
   void FlushBuffer();
   void WriteFully(const void* data, size_t size);
   void StartWriteback();
@@ -71,7 +71,7 @@ class OutputFile {
   bool sealed_ = false;
   bool committed_ = false;
   uint64_t size_ = 0;
-  uint64_t file_end_ = 0;        // bytes appended to the file so far
+  uint64_t file_end_ = 0;        // bytes appended to the file (or queued for it) so far
   uint64_t writeback_from_ = 0;  // start of the appended bytes not yet sent to the disk
   std::vector<uint8_t> buffer_;  // coalesces small writes (headers, padding)
   // Direct mode (O_DIRECT): whole aligned blocks of appended bytes are written from here; null
@@ -79,10 +79,9 @@ class OutputFile {
   // faults, at about 10 us each on a VM.
   HugePageBuffer direct_buffer_;
   size_t direct_used_ = 0;
-  uint64_t sync_requested_to_ = 0;  // file_end_ when a background flush was last asked for
-  std::unique_ptr<BackgroundSync> background_sync_;
-  void RequestBackgroundSync();
-  void StopBackgroundSync();
+  std::unique_ptr<DiskWriter> disk_writer_;
+  // Waits for the queued writes and ends the helper thread; throws the first failure it met.
+  void StopDiskWriter();
 };
 
 }  // namespace hwyquant
