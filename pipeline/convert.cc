@@ -10,6 +10,7 @@
 #include "hwyquant/half.h"
 #include "hwyquant/hwyquant.h"
 #include "pipeline/output_file.h"
+#include "pipeline/text.h"
 
 namespace hwyquant {
 namespace {
@@ -116,11 +117,6 @@ Type TypeOfFileType(uint32_t ftype) {
     default:
       return Type::kF16;
   }
-}
-
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "pipeline/output_file.h"
+#include "pipeline/text.h"
 
 namespace hwyquant {
 namespace {
@@ -480,10 +481,7 @@ std::vector<GgufKv> GgufSplitKeys(uint64_t number, uint64_t count, uint64_t tens
 std::optional<std::string> GgufSplitPrefix(const std::string& path, uint64_t number,
                                            uint64_t count) {
   const std::string suffix = GgufSplitPath("", number, count);
-  if (path.size() <= suffix.size() ||
-      path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0) {
-    return std::nullopt;
-  }
+  if (path.size() <= suffix.size() || !EndsWith(path, suffix)) return std::nullopt;
   return path.substr(0, path.size() - suffix.size());
 }
 

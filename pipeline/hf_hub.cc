@@ -25,6 +25,7 @@
 
 #include "pipeline/hf_cache.h"
 #include "pipeline/hub_libraries.h"
+#include "pipeline/text.h"
 
 namespace hwyquant::hf {
 namespace {
@@ -66,11 +67,6 @@ bool EnvIsTrue(const char* name) {
   std::string value = Env(name);
   std::transform(value.begin(), value.end(), value.begin(), ::tolower);
   return value == "1" || value == "true" || value == "yes" || value == "on";
-}
-
-bool EndsWith(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string Trim(std::string text) {

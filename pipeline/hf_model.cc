@@ -15,6 +15,7 @@
 
 #include "hwyquant/format.h"
 #include "pipeline/model_card.h"
+#include "pipeline/text.h"
 #include "pipeline/tokenizer.h"
 
 namespace hwyquant {
@@ -133,11 +134,6 @@ bool IsMultimodalTensor(const std::string& name) {
     if (name.find(p) != std::string::npos) return true;
   }
   return false;
-}
-
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Rules shared by the llama-like decoder families: the HF layer names and GGUF

@@ -18,6 +18,7 @@
 #include "pipeline/progress_json.h"
 #include "pipeline/tensor_stats_json.h"
 #include "pipeline/quantize.h"
+#include "pipeline/text.h"
 
 namespace hwyquant {
 namespace {
@@ -147,9 +148,8 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
     output = args.rest[next++];
     options.preset = args.rest[next++];
     // With --keep-split OUT names the splits' prefix: OUT-00001-of-0000N.gguf and so on.
-    const std::string suffix = ".gguf";
-    if (args.keep_split && output.size() > suffix.size() &&
-        output.compare(output.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    const std::string_view suffix = ".gguf";
+    if (args.keep_split && output.size() > suffix.size() && EndsWith(output, suffix)) {
       output.resize(output.size() - suffix.size());
     }
   }
