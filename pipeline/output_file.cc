@@ -60,6 +60,28 @@ std::string BaseNameOf(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+struct IoFailure {
+  const char* what = nullptr;
+  int error_number = 0;  // 0: none
+};
+
+// Writes bytes [*done, size) at offset + *done, through short writes and EINTR; *done says how
+// far it got, so a caller can resume after handling the failure.
+IoFailure WriteAllAt(int fd, const uint8_t* bytes, size_t size, uint64_t offset, size_t* done) {
+  while (*done < size) {
+    const ssize_t written =
+        ::pwrite(fd, bytes + *done, std::min<size_t>(size - *done, size_t{1} << 30),
+                 static_cast<off_t>(offset + *done));
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return {"write failed", errno};
+    }
+    if (written == 0) return {"write made no progress", EIO};
+    *done += static_cast<size_t>(written);
+  }
+  return {};
+}
+
 }  // namespace
 
 // Writes full direct-I/O buffers on a helper thread, in file order, and flushes the disk cache
@@ -68,11 +90,6 @@ std::string BaseNameOf(const std::string& path) {
 // flush ran, and with them the loading of the workers' next pieces.
 class OutputFile::DiskWriter {
  public:
-  struct Failure {
-    const char* what = nullptr;
-    int error_number = 0;  // 0: none
-  };
-
   explicit DiskWriter(int fd) : fd_(fd), thread_([this] { Run(); }) {}
   // Abandons what is still queued.
   ~DiskWriter() {
@@ -89,7 +106,7 @@ class OutputFile::DiskWriter {
   // buffer for what comes next: a written one, a new one while fewer than kDirectBuffers exist,
   // or else the next one the thread finishes with. After a failure, nothing more is queued and
   // `full` comes back.
-  HugePageBuffer Swap(HugePageBuffer full, size_t bytes, uint64_t offset, Failure* failure) {
+  HugePageBuffer Swap(HugePageBuffer full, size_t bytes, uint64_t offset, IoFailure* failure) {
     std::unique_lock<std::mutex> lock(mutex_);
     *failure = failure_;
     if (failure->error_number != 0) return full;
@@ -110,7 +127,7 @@ class OutputFile::DiskWriter {
 
   // Waits until everything queued is written (not yet flushed) and returns the first failure:
   // fsync reports an error to one caller only, so Seal must learn of the thread's here.
-  Failure Drain() {
+  IoFailure Drain() {
     std::unique_lock<std::mutex> lock(mutex_);
     written_.wait(lock, [&] { return queue_.empty() && !busy_; });
     return failure_;
@@ -140,7 +157,7 @@ class OutputFile::DiskWriter {
       busy_ = true;
       const bool failed_before = failure_.error_number != 0;
       lock.unlock();
-      Failure failure;
+      IoFailure failure;
       if (!failed_before) failure = WriteAll(job);
       if (!failed_before && failure.error_number == 0) {
         unsynced += job.bytes;
@@ -157,30 +174,22 @@ class OutputFile::DiskWriter {
     }
   }
 
-  Failure WriteAll(const Pending& job) {
+  IoFailure WriteAll(const Pending& job) {
     size_t done = 0;
-    while (done < job.bytes) {
-      const ssize_t written = ::pwrite(fd_, job.buffer.get() + done, job.bytes - done,
-                                       static_cast<off_t>(job.offset + done));
-      if (written < 0) {
-        const int error_number = errno;
-        if (error_number == EINTR) continue;
+    for (;;) {
+      const IoFailure failure = WriteAllAt(fd_, job.buffer.get(), job.bytes, job.offset, &done);
 #ifdef O_DIRECT
-        const int flags = error_number == EINVAL ? ::fcntl(fd_, F_GETFL) : -1;
-        if (flags >= 0 && (flags & O_DIRECT) != 0) {
-          // The file system refuses direct I/O after all: the page cache takes the rest.
-          if (::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) return {"fcntl failed", errno};
-          std::lock_guard<std::mutex> lock(mutex_);
-          left_direct_mode_ = true;
-          continue;
-        }
-#endif
-        return {"write failed", error_number};
+      const int flags = failure.error_number == EINVAL ? ::fcntl(fd_, F_GETFL) : -1;
+      if (flags >= 0 && (flags & O_DIRECT) != 0) {
+        // The file system refuses direct I/O after all: the page cache takes the rest.
+        if (::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) return {"fcntl failed", errno};
+        std::lock_guard<std::mutex> lock(mutex_);
+        left_direct_mode_ = true;
+        continue;
       }
-      if (written == 0) return {"write made no progress", EIO};
-      done += static_cast<size_t>(written);
+#endif
+      return failure;
     }
-    return {};
   }
 
   const int fd_;
@@ -193,13 +202,13 @@ class OutputFile::DiskWriter {
   bool busy_ = false;
   bool stopping_ = false;
   bool left_direct_mode_ = false;
-  Failure failure_;
+  IoFailure failure_;
   std::thread thread_;  // last: started once the members it reads exist
 };
 
 void OutputFile::StopDiskWriter() {
   if (!disk_writer_) return;
-  const DiskWriter::Failure failure = disk_writer_->Drain();
+  const IoFailure failure = disk_writer_->Drain();
   disk_writer_.reset();
   if (failure.error_number != 0) Fail(failure.what, failure.error_number);
 }
@@ -277,7 +286,7 @@ void OutputFile::FlushDirectTail() {
 
 void OutputFile::FlushDirect() {
   if (!disk_writer_) disk_writer_ = std::make_unique<DiskWriter>(fd_);
-  DiskWriter::Failure failure;
+  IoFailure failure;
   direct_buffer_ = disk_writer_->Swap(std::move(direct_buffer_), direct_used_, file_end_, &failure);
   if (failure.error_number != 0) Fail(failure.what, failure.error_number);
   file_end_ += direct_used_;
@@ -299,19 +308,11 @@ void OutputFile::Fail(const std::string& what, int error_number) const {
 }
 
 void OutputFile::WriteFully(const void* data, size_t size) {
-  const auto* bytes = static_cast<const uint8_t*>(data);
-  while (size > 0) {
-    const ssize_t written = ::pwrite(fd_, bytes, std::min<size_t>(size, size_t{1} << 30),
-                                     static_cast<off_t>(file_end_));
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      Fail("write failed", errno);
-    }
-    if (written == 0) Fail("write made no progress", EIO);
-    bytes += written;
-    size -= static_cast<size_t>(written);
-    file_end_ += static_cast<uint64_t>(written);
-  }
+  size_t done = 0;
+  const IoFailure failure =
+      WriteAllAt(fd_, static_cast<const uint8_t*>(data), size, file_end_, &done);
+  file_end_ += done;
+  if (failure.error_number != 0) Fail(failure.what, failure.error_number);
   StartWriteback();
 }
 
@@ -371,18 +372,10 @@ void OutputFile::WriteAt(uint64_t offset, const void* data, size_t size) {
   }
   LeaveDirectMode();  // the bytes may be on disk already, at unaligned offsets
   FlushBuffer();
-  const auto* bytes = static_cast<const uint8_t*>(data);
-  while (size > 0) {
-    const ssize_t written = ::pwrite(fd_, bytes, size, static_cast<off_t>(offset));
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      Fail("write failed", errno);
-    }
-    if (written == 0) Fail("write made no progress", EIO);
-    bytes += written;
-    offset += static_cast<uint64_t>(written);
-    size -= static_cast<size_t>(written);
-  }
+  size_t done = 0;
+  const IoFailure failure =
+      WriteAllAt(fd_, static_cast<const uint8_t*>(data), size, offset, &done);
+  if (failure.error_number != 0) Fail(failure.what, failure.error_number);
 }
 
 void OutputFile::Seal() {
