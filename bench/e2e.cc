@@ -216,7 +216,7 @@ int main(int argc, char** argv) {
                     "/../pipeline/hwyquant";
   }
   if (presets.empty()) {
-    presets = {"Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0",   "Q4_1", "Q4_K_S", "Q4_K_M",
+    presets = {"Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M",
                "Q5_0", "Q5_1",   "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16",    "BF16"};
   }
 
@@ -237,8 +237,8 @@ int main(int argc, char** argv) {
       params = WriteModel(model, shape);
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::printf("model: %s, %.1fM f32 parameters (%.0f MiB), written in %.1f s\n",
-                  model.c_str(), params / 1e6, params * 4.0 / 1024 / 1024, seconds);
+      std::printf("model: %s, %.1fM f32 parameters (%.0f MiB), written in %.1f s\n", model.c_str(),
+                  params / 1e6, params * 4.0 / 1024 / 1024, seconds);
     }
   } catch (const hwyquant::Error& e) {
     std::fprintf(stderr, "hwyquant-e2e: %s\n", e.what());
@@ -246,8 +246,8 @@ int main(int argc, char** argv) {
   }
   WarmPageCache(model);
   std::printf("runs per tool and preset: %d (means; peak RSS is the largest)\n", runs);
-  std::printf("%-8s %10s %10s %10s %12s %10s", "preset", "wall s", "cpu s", "MB/s",
-              "peak RSS MiB", "out MiB");
+  std::printf("%-8s %10s %10s %10s %12s %10s", "preset", "wall s", "cpu s", "MB/s", "peak RSS MiB",
+              "out MiB");
   if (!llama_quantize_path.empty()) {
     std::printf(" %10s %10s %12s %9s %9s %s", "lq wall s", "lq cpu s", "lq RSS MiB", "wall x",
                 "cpu x", "identical");

@@ -26,9 +26,9 @@ namespace hwyquant {
 namespace {
 
 // f32 (a plain copy) is the memory-bandwidth baseline the others can be compared with.
-constexpr Type kBenchTypes[] = {Type::kF32, Type::kF16,  Type::kBF16, Type::kQ4_0, Type::kQ4_1,
-                                Type::kQ5_0, Type::kQ5_1, Type::kQ8_0, Type::kQ2_K,
-                                Type::kQ3_K, Type::kQ4_K, Type::kQ5_K, Type::kQ6_K};
+constexpr Type kBenchTypes[] = {Type::kF32,  Type::kF16,  Type::kBF16, Type::kQ4_0, Type::kQ4_1,
+                                Type::kQ5_0, Type::kQ5_1, Type::kQ8_0, Type::kQ2_K, Type::kQ3_K,
+                                Type::kQ4_K, Type::kQ5_K, Type::kQ6_K};
 const char* const kOps[] = {"quantize", "quantize_imatrix", "dequantize"};
 
 struct Options {
@@ -77,9 +77,8 @@ Options ParseOptions(int argc, char** argv) {
   }
   for (const std::string& name : options.types) {
     const TypeTraits* traits = FindTypeByName(name);
-    if (traits == nullptr ||
-        std::find(std::begin(kBenchTypes), std::end(kBenchTypes), traits->type) ==
-            std::end(kBenchTypes)) {
+    if (traits == nullptr || std::find(std::begin(kBenchTypes), std::end(kBenchTypes),
+                                       traits->type) == std::end(kBenchTypes)) {
       Usage(("unknown or unbenchmarked type " + name).c_str());
     }
   }
@@ -109,15 +108,14 @@ double ThreadCpuSeconds() {
 }
 
 double WallSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Best throughput (weights per second) over a few timed repetitions of fn. Single-threaded
 // runs are timed in thread CPU time (the machine may be shared); multi-threaded runs in wall
 // time, which is what parallel speed means.
-double MeasureWeightsPerSecond(const std::function<void()>& fn, double weights,
-                               double min_seconds, bool cpu_time, int repetitions) {
+double MeasureWeightsPerSecond(const std::function<void()>& fn, double weights, double min_seconds,
+                               bool cpu_time, int repetitions) {
   const auto now = cpu_time ? &ThreadCpuSeconds : &WallSeconds;
   fn();  // warm caches and the dispatch table
   double best = 0.0;
@@ -161,7 +159,8 @@ Workload MakeWorkload(bool quick) {
     v = sum * 0.04f;
   }
   w.imatrix.resize(static_cast<size_t>(w.n_per_row));
-  for (size_t i = 0; i < w.imatrix.size(); ++i) w.imatrix[i] = 0.5f + static_cast<float>(i % 17) / 8.0f;
+  for (size_t i = 0; i < w.imatrix.size(); ++i)
+    w.imatrix[i] = 0.5f + static_cast<float>(i % 17) / 8.0f;
   w.quantized.resize(static_cast<size_t>(w.nrows * w.n_per_row) * sizeof(float) + 64);
   w.output.resize(n);
   return w;
@@ -231,17 +230,17 @@ int Run(const Options& options) {
           reference::QuantizeRows(type, w.input.data(), w.quantized.data(), w.nrows, w.n_per_row,
                                   nullptr);
         }
-        const std::string key = std::string(TypeName(type)) + "/" + op + "/" + std::to_string(threads);
-        reference_rate[key] =
-            MeasureWeightsPerSecond(MakeOp(w, type, op, threads, true), weights, min_seconds,
-                                    threads == 1, repetitions);
+        const std::string key =
+            std::string(TypeName(type)) + "/" + op + "/" + std::to_string(threads);
+        reference_rate[key] = MeasureWeightsPerSecond(MakeOp(w, type, op, threads, true), weights,
+                                                      min_seconds, threads == 1, repetitions);
       }
     }
   }
 
   if (!options.json) {
-    printf("%-8s %-6s %-17s %7s %12s %9s %9s\n", "target", "type", "op", "threads",
-           "Mweights/s", "GB/s_f32", "speedup");
+    printf("%-8s %-6s %-17s %7s %12s %9s %9s\n", "target", "type", "op", "threads", "Mweights/s",
+           "GB/s_f32", "speedup");
   }
   for (const int64_t target : targets) {
     hwy::SetSupportedTargetsForTest(target);
@@ -252,16 +251,16 @@ int Run(const Options& options) {
           if (std::string(op) == "dequantize") {
             Quantize(type, w.input.data(), w.quantized.data(), w.nrows, w.n_per_row);
           }
-          const double rate =
-              MeasureWeightsPerSecond(MakeOp(w, type, op, threads, false), weights,
-                                      min_seconds, threads == 1, repetitions);
+          const double rate = MeasureWeightsPerSecond(MakeOp(w, type, op, threads, false), weights,
+                                                      min_seconds, threads == 1, repetitions);
           const std::string key =
               std::string(TypeName(type)) + "/" + op + "/" + std::to_string(threads);
           const double speedup = rate / reference_rate[key];
           if (options.json) {
-            printf("{\"target\":\"%s\",\"type\":\"%s\",\"op\":\"%s\",\"threads\":%d,"
-                   "\"mweights_per_s\":%.2f,\"gb_per_s_f32\":%.3f,\"speedup_vs_reference\":%.3f}\n",
-                   target_name, TypeName(type), op, threads, rate / 1e6, rate * 4 / 1e9, speedup);
+            printf(
+                "{\"target\":\"%s\",\"type\":\"%s\",\"op\":\"%s\",\"threads\":%d,"
+                "\"mweights_per_s\":%.2f,\"gb_per_s_f32\":%.3f,\"speedup_vs_reference\":%.3f}\n",
+                target_name, TypeName(type), op, threads, rate / 1e6, rate * 4 / 1e9, speedup);
           } else {
             printf("%-8s %-6s %-17s %7d %12.1f %9.2f %8.2fx\n", target_name, TypeName(type), op,
                    threads, rate / 1e6, rate * 4 / 1e9, speedup);

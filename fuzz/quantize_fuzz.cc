@@ -55,29 +55,33 @@ namespace hwyquant {
 namespace {
 
 constexpr Type kTypes[] = {
-    Type::kF32,  Type::kF16,  Type::kBF16, Type::kQ4_0, Type::kQ4_1,
-    Type::kQ5_0, Type::kQ5_1, Type::kQ8_0, Type::kQ2_K, Type::kQ3_K,
-    Type::kQ4_K, Type::kQ5_K, Type::kQ6_K,
+    Type::kF32,  Type::kF16,  Type::kBF16, Type::kQ4_0, Type::kQ4_1, Type::kQ5_0, Type::kQ5_1,
+    Type::kQ8_0, Type::kQ2_K, Type::kQ3_K, Type::kQ4_K, Type::kQ5_K, Type::kQ6_K,
 };
 constexpr size_t kNumTypes = sizeof(kTypes) / sizeof(kTypes[0]);
 constexpr size_t kHeaderBytes = 5;
 
 enum class Encoding {
-  kF32Bits,     // 4 bytes: any f32 bit pattern
-  kScaledInt8,  // 1 byte: int8 * 2^e, ties, constant runs and exact grids
-  kF16Bits,     // 2 bytes: an f16 value (also fed to QuantizeF16)
-  kBF16Bits,    // 2 bytes: a bf16 value (also fed to QuantizeBF16)
-  kScaledInt16, // 2 bytes: int16 * 2^(e-8), finer values at any magnitude
+  kF32Bits,      // 4 bytes: any f32 bit pattern
+  kScaledInt8,   // 1 byte: int8 * 2^e, ties, constant runs and exact grids
+  kF16Bits,      // 2 bytes: an f16 value (also fed to QuantizeF16)
+  kBF16Bits,     // 2 bytes: a bf16 value (also fed to QuantizeBF16)
+  kScaledInt16,  // 2 bytes: int16 * 2^(e-8), finer values at any magnitude
 };
 constexpr int kNumEncodings = 5;
 
 const char* EncodingName(Encoding e) {
   switch (e) {
-    case Encoding::kF32Bits: return "f32-bits";
-    case Encoding::kScaledInt8: return "int8*2^e";
-    case Encoding::kF16Bits: return "f16-bits";
-    case Encoding::kBF16Bits: return "bf16-bits";
-    case Encoding::kScaledInt16: return "int16*2^e";
+    case Encoding::kF32Bits:
+      return "f32-bits";
+    case Encoding::kScaledInt8:
+      return "int8*2^e";
+    case Encoding::kF16Bits:
+      return "f16-bits";
+    case Encoding::kBF16Bits:
+      return "bf16-bits";
+    case Encoding::kScaledInt16:
+      return "int16*2^e";
   }
   return "?";
 }
@@ -183,14 +187,13 @@ void CompareBytes(const Case& c, const char* target, const char* entry, const ui
   const size_t byte = (i % row_size) % static_cast<size_t>(traits.type_size);
   char detail[200];
   std::snprintf(detail, sizeof(detail),
-                ": row %zu, block %zu, byte %zu of the block: reference 0x%02x, target 0x%02x",
-                row, block, byte, expected[i], actual[i]);
+                ": row %zu, block %zu, byte %zu of the block: reference 0x%02x, target 0x%02x", row,
+                block, byte, expected[i], actual[i]);
   Fail(Describe(c, target, entry) + detail);
 }
 
 // The first differing float of two dequantized tensors (see the header on NaN).
-void CompareFloats(const Case& c, const char* target, const float* expected,
-                   const float* actual) {
+void CompareFloats(const Case& c, const char* target, const float* expected, const float* actual) {
   const TypeTraits& traits = TraitsOf(c.type);
   const bool nan_payload_matters = IsFloatType(c.type);
   const size_t count = static_cast<size_t>(c.nrows * c.n_per_row);
@@ -206,8 +209,8 @@ void CompareFloats(const Case& c, const char* target, const float* expected,
                   ": row %zu, block %zu, weight %zu of the block: reference %a (0x%08x), "
                   "target %a (0x%08x)",
                   row, col / static_cast<size_t>(traits.block_size),
-                  col % static_cast<size_t>(traits.block_size), static_cast<double>(expected[i]),
-                  e, static_cast<double>(actual[i]), a);
+                  col % static_cast<size_t>(traits.block_size), static_cast<double>(expected[i]), e,
+                  static_cast<double>(actual[i]), a);
     Fail(Describe(c, target, "Dequantize") + detail);
   }
 }
@@ -260,8 +263,8 @@ void DecodeWeights(const Case& c, ByteSource& in, float* weights, uint16_t* halv
         break;
       }
       case Encoding::kScaledInt16:
-        weights[i] = std::ldexp(static_cast<float>(static_cast<int16_t>(in.Next16())),
-                                c.exponent - 8);
+        weights[i] =
+            std::ldexp(static_cast<float>(static_cast<int16_t>(in.Next16())), c.exponent - 8);
         break;
     }
   }
@@ -271,8 +274,7 @@ void DecodeWeights(const Case& c, ByteSource& in, float* weights, uint16_t* halv
 void DecodeImatrix(const Case& c, ByteSource& in, float* imatrix) {
   for (int64_t i = 0; i < c.n_per_row; ++i) {
     const uint8_t b = in.Next();
-    imatrix[i] = b == 0 ? 0.0f
-                        : std::ldexp(static_cast<float>((b & 15) + 1), 2 * (b >> 4) - 16);
+    imatrix[i] = b == 0 ? 0.0f : std::ldexp(static_cast<float>((b & 15) + 1), 2 * (b >> 4) - 16);
   }
 }
 
@@ -359,8 +361,7 @@ void RunQuantize(const Case& c, ByteSource& in) {
     Fail(Describe(c, "reference", "QuantizeRows") + ": wrong byte count");
   }
   std::vector<float> expected_floats(count);
-  reference::DequantizeRows(c.type, expected.data(), expected_floats.data(), c.nrows,
-                            c.n_per_row);
+  reference::DequantizeRows(c.type, expected.data(), expected_floats.data(), c.nrows, c.n_per_row);
 
   std::vector<uint8_t> actual = Buffer<uint8_t>(c.dst_offset, bytes);
   uint8_t* dst = actual.data() + c.dst_offset;
@@ -382,8 +383,7 @@ void RunQuantize(const Case& c, ByteSource& in) {
       }
       CompareBytes(c, name, entry, expected.data(), dst);
     };
-    check("Quantize",
-          [&] { return Quantize(c.type, src, dst, c.nrows, c.n_per_row, imatrix); });
+    check("Quantize", [&] { return Quantize(c.type, src, dst, c.nrows, c.n_per_row, imatrix); });
     if (c.encoding == Encoding::kF16Bits) {
       check("QuantizeF16",
             [&] { return QuantizeF16(c.type, half_src, dst, c.nrows, c.n_per_row, imatrix); });
@@ -393,9 +393,8 @@ void RunQuantize(const Case& c, ByteSource& in) {
             [&] { return QuantizeBF16(c.type, half_src, dst, c.nrows, c.n_per_row, imatrix); });
     }
     if (c.parallel) {
-      check("QuantizeParallel(2 threads)", [&] {
-        return QuantizeParallel(c.type, src, dst, c.nrows, c.n_per_row, imatrix, 2);
-      });
+      check("QuantizeParallel(2 threads)",
+            [&] { return QuantizeParallel(c.type, src, dst, c.nrows, c.n_per_row, imatrix, 2); });
     }
     CheckDequantize(c, name, expected.data(), expected_floats.data());
   }

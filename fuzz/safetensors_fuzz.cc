@@ -18,8 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const hwyquant::StTensor& t : header.tensors) {
       if (t.begin > t.end || t.end > data_size) std::abort();
       const uint64_t bytes = t.end - t.begin;
-      if (bytes != static_cast<uint64_t>(t.ElementCount()) *
-                       hwyquant::StDtypeSize(t.dtype)) {
+      if (bytes != static_cast<uint64_t>(t.ElementCount()) * hwyquant::StDtypeSize(t.dtype)) {
         std::abort();
       }
     }

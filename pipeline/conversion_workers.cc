@@ -36,8 +36,8 @@ BufferPool::Buffer BufferPool::Take(size_t size) {
   if (best == idle_.end()) {
     HugePageBuffer bytes = MapHugePages(size);
     if (!bytes) {
-      throw Error("cannot allocate a " + std::to_string(size) + "-byte output buffer: " +
-                  std::strerror(errno));
+      throw Error("cannot allocate a " + std::to_string(size) +
+                  "-byte output buffer: " + std::strerror(errno));
     }
     const size_t capacity = bytes.get_deleter().size;
     return {std::move(bytes), capacity};
@@ -53,9 +53,9 @@ void BufferPool::Give(Buffer buffer) {
   idle_bytes_ += buffer.capacity;
   idle_.push_back(std::move(buffer));
   while (idle_bytes_ > max_idle_bytes_) {
-    const auto smallest = std::min_element(
-        idle_.begin(), idle_.end(),
-        [](const Buffer& a, const Buffer& b) { return a.capacity < b.capacity; });
+    const auto smallest =
+        std::min_element(idle_.begin(), idle_.end(),
+                         [](const Buffer& a, const Buffer& b) { return a.capacity < b.capacity; });
     idle_bytes_ -= smallest->capacity;
     idle_.erase(smallest);
   }
@@ -112,8 +112,8 @@ void TensorJob::ConvertChunk(size_t chunk, Scratch& scratch) {
   if (!plan_.converts()) {
     source_.Read(from, static_cast<size_t>(rows) * source_row_bytes, dst);
   } else if (source_type == Type::kF32) {
-    Quantize(target_type, SourceRows(source_, from, weights, scratch.floats), dst, rows,
-             n_per_row_, imatrix);
+    Quantize(target_type, SourceRows(source_, from, weights, scratch.floats), dst, rows, n_per_row_,
+             imatrix);
   } else if (source_type == Type::kF16) {
     QuantizeF16(target_type, SourceRows(source_, from, weights, scratch.halves), dst, rows,
                 n_per_row_, imatrix);
@@ -123,8 +123,8 @@ void TensorJob::ConvertChunk(size_t chunk, Scratch& scratch) {
   } else {
     // Blocks start with an f16 scale and have even sizes, so they travel as uint16_t.
     const size_t block_halves = static_cast<size_t>(rows) * source_row_bytes / sizeof(uint16_t);
-    const uint8_t* blocks = reinterpret_cast<const uint8_t*>(
-        SourceRows(source_, from, block_halves, scratch.halves));
+    const uint8_t* blocks =
+        reinterpret_cast<const uint8_t*>(SourceRows(source_, from, block_halves, scratch.halves));
     scratch.floats.resize(weights);
     Dequantize(source_type, blocks, scratch.floats.data(), rows, n_per_row_);
     Quantize(target_type, scratch.floats.data(), dst, rows, n_per_row_, imatrix);

@@ -61,8 +61,7 @@ class BufferPool {
 // offset, which the kernels refuse.
 inline const uint8_t* AlignedBlocks(const uint8_t* bytes, size_t size,
                                     std::vector<uint16_t>& scratch) {
-  return reinterpret_cast<const uint8_t*>(
-      AlignedView(bytes, size / sizeof(uint16_t), scratch));
+  return reinterpret_cast<const uint8_t*>(AlignedView(bytes, size / sizeof(uint16_t), scratch));
 }
 
 // Rows [first_row, first_row + row_count) of one tensor (rows of dims[0] weights, counted
@@ -79,9 +78,7 @@ class TensorJob {
             int64_t row_count);
 
   // The target bytes of the job's rows, result_size() of them; valid once the job is done.
-  const uint8_t* result() const {
-    return views_source_ ? source_.data() : converted_.bytes.get();
-  }
+  const uint8_t* result() const { return views_source_ ? source_.data() : converted_.bytes.get(); }
   size_t result_size() const { return result_size_; }
   // Where the job's rows lie in the source bytes.
   size_t source_offset() const { return source_offset_; }

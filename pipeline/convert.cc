@@ -123,8 +123,7 @@ Type TypeOfFileType(uint32_t ftype) {
 
 std::optional<OutType> ParseOutType(std::string_view name) {
   std::string lower;
-  for (char c : name)
-    lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (lower == "auto") return OutType::kAuto;
   if (lower == "f32") return OutType::kF32;
   if (lower == "f16") return OutType::kF16;
@@ -183,27 +182,21 @@ HfModelSource::HfModelSource(const std::string& dir, ConvertOptions options)
     plans_.push_back(std::move(plan));
   }
   for (const StEntry& e : checkpoint_->entries()) {
-    const std::optional<HfArchitecture::Mapped> mapped =
-        arch_->MapTensor(e.tensor->name);
+    const std::optional<HfArchitecture::Mapped> mapped = arch_->MapTensor(e.tensor->name);
     if (!mapped) continue;
-    const std::string where =
-        e.file->path() + ": tensor '" + e.tensor->name + "'";
+    const std::string where = e.file->path() + ": tensor '" + e.tensor->name + "'";
     if (!names.insert(mapped->name).second) {
-      throw Error(where + " maps to " + mapped->name +
-                  ", which another tensor already has");
+      throw Error(where + " maps to " + mapped->name + ", which another tensor already has");
     }
     const std::vector<int64_t>& shape = e.tensor->shape;
-    if (shape.empty())
-      throw Error(where + " is a scalar; GGUF tensors need a dimension");
+    if (shape.empty()) throw Error(where + " is a scalar; GGUF tensors need a dimension");
     if (shape.size() > kGgufMaxDims) {
-      throw Error(where + " has " + std::to_string(shape.size()) +
-                  " dimensions; GGUF allows 4");
+      throw Error(where + " has " + std::to_string(shape.size()) + " dimensions; GGUF allows 4");
     }
     if (mapped->transform != RowTransform::kNone) {
       const int64_t rows = shape[0];
       if (mapped->groups <= 0 || rows % (2 * mapped->groups) != 0) {
-        throw Error(where + ": " + std::to_string(rows) +
-                    " rows cannot be split into " +
+        throw Error(where + ": " + std::to_string(rows) + " rows cannot be split into " +
                     std::to_string(mapped->groups) + " heads of rotary pairs");
       }
     }
@@ -215,9 +208,8 @@ HfModelSource::HfModelSource(const std::string& dir, ConvertOptions options)
       d.dims.back() = mapped->keep_rows;  // torch's tensor[:n]
     }
     // Norms, 1-D tensors and everything not named .weight (biases) stay f32.
-    const bool keep_f32 = shape.size() <= 1 ||
-                          EndsWith(d.name, "_norm.weight") ||
-                          !EndsWith(d.name, ".weight");
+    const bool keep_f32 =
+        shape.size() <= 1 || EndsWith(d.name, "_norm.weight") || !EndsWith(d.name, ".weight");
     if (keep_f32) {
       d.type = Type::kF32;
     } else if (options.source_precision) {
@@ -239,8 +231,7 @@ HfModelSource::HfModelSource(const std::string& dir, ConvertOptions options)
     plan.add = mapped->add_one;
     plans_.push_back(std::move(plan));
   }
-  if (tensors_.empty())
-    throw Error(dir + ": the checkpoint has no tensors to convert");
+  if (tensors_.empty()) throw Error(dir + ": the checkpoint has no tensors to convert");
 
   SetKv(kv_, "general.type", GgufValue::String("model"));
   AppendGeneralMetadata(dir, total_params, kv_, options_.name_from);
@@ -250,20 +241,17 @@ HfModelSource::HfModelSource(const std::string& dir, ConvertOptions options)
 }
 
 TensorBytes HfModelSource::LoadTensor(size_t index) {
-  if (index >= tensors_.size())
-    throw Error(dir_ + ": tensor index out of range");
+  if (index >= tensors_.size()) throw Error(dir_ + ": tensor index out of range");
   const TensorDescriptor& d = tensors_[index];
   const ConvertPlan& plan = plans_[index];
   if (plan.source == nullptr) {
     std::vector<uint8_t> out(plan.generated.size() * sizeof(float));
-    if (!out.empty())
-      std::memcpy(out.data(), plan.generated.data(), out.size());
+    if (!out.empty()) std::memcpy(out.data(), plan.generated.data(), out.size());
     return TensorBytes::FromBuffer(std::move(out));
   }
   const StTensor& st = *plan.source->tensor;
   const uint8_t* src = plan.source->file->Data(st);
-  const int64_t row_len =
-      st.shape[0] == 0 ? 0 : st.ElementCount() / st.shape[0];
+  const int64_t row_len = st.shape[0] == 0 ? 0 : st.ElementCount() / st.shape[0];
   // Output rows: the source's, or its first rows when the plan keeps fewer.
   const int64_t rows = d.dims.back();
   const size_t elem = StDtypeSize(st.dtype);
@@ -280,22 +268,18 @@ TensorBytes HfModelSource::LoadTensor(size_t index) {
 
   std::vector<uint8_t> out(d.ByteSize());
   std::vector<float> row_f32(static_cast<size_t>(row_len));
-  const size_t out_row_bytes =
-      rows == 0 ? 0 : out.size() / static_cast<size_t>(rows);
+  const size_t out_row_bytes = rows == 0 ? 0 : out.size() / static_cast<size_t>(rows);
   for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* in_row =
-        src + static_cast<size_t>(source_row(r)) * row_len * elem;
+    const uint8_t* in_row = src + static_cast<size_t>(source_row(r)) * row_len * elem;
     uint8_t* out_row = out.data() + static_cast<size_t>(r) * out_row_bytes;
-    const bool same_type =
-        (d.type == Type::kF16 && st.dtype == StDtype::kF16) ||
-        (d.type == Type::kBF16 && st.dtype == StDtype::kBF16) ||
-        (d.type == Type::kF32 && st.dtype == StDtype::kF32);
+    const bool same_type = (d.type == Type::kF16 && st.dtype == StDtype::kF16) ||
+                           (d.type == Type::kBF16 && st.dtype == StDtype::kBF16) ||
+                           (d.type == Type::kF32 && st.dtype == StDtype::kF32);
     if (same_type && plan.add == 0.0f) {
       std::memcpy(out_row, in_row, out_row_bytes);
       continue;
     }
-    for (int64_t i = 0; i < row_len; ++i)
-      row_f32[i] = ElementToF32(st.dtype, in_row, i);
+    for (int64_t i = 0; i < row_len; ++i) row_f32[i] = ElementToF32(st.dtype, in_row, i);
     if (plan.add != 0.0f) {
       // torch adds f16 tensors in f16 (rounded once); everything else was
       // widened to f32 first.

@@ -23,8 +23,7 @@ namespace hwyquant {
 
 // convert_hf_to_gguf.py's --outtype values we support.
 enum class OutType { kAuto, kF32, kF16, kBF16, kQ8_0 };
-std::optional<OutType> ParseOutType(
-    std::string_view name);  // "auto", "f16", ... (any case)
+std::optional<OutType> ParseOutType(std::string_view name);  // "auto", "f16", ... (any case)
 
 struct ConvertOptions {
   OutType outtype = OutType::kAuto;
@@ -63,9 +62,7 @@ class HfModelSource : public ModelSource {
 
   std::string Describe() const override { return dir_; }
   const std::vector<GgufKv>& Metadata() const override { return kv_; }
-  const std::vector<TensorDescriptor>& Tensors() const override {
-    return tensors_;
-  }
+  const std::vector<TensorDescriptor>& Tensors() const override { return tensors_; }
   TensorBytes LoadTensor(size_t index) override;
 
   // general.file_type as convert_hf_to_gguf.py sets it (auto resolved to f16 or

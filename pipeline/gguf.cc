@@ -124,19 +124,32 @@ GgufValue ReadArray(Cursor& cursor, const std::string& key, int depth) {
 GgufValue ReadValue(Cursor& cursor, GgufType type, const std::string& key, int depth) {
   const std::string what = "value of key '" + key + "'";
   switch (type) {
-    case GgufType::kU8: return GgufValue::U8(cursor.Read<uint8_t>(what));
-    case GgufType::kI8: return GgufValue::I8(cursor.Read<int8_t>(what));
-    case GgufType::kU16: return GgufValue::U16(cursor.Read<uint16_t>(what));
-    case GgufType::kI16: return GgufValue::I16(cursor.Read<int16_t>(what));
-    case GgufType::kU32: return GgufValue::U32(cursor.Read<uint32_t>(what));
-    case GgufType::kI32: return GgufValue::I32(cursor.Read<int32_t>(what));
-    case GgufType::kF32: return GgufValue::F32(cursor.Read<float>(what));
-    case GgufType::kBool: return GgufValue::Bool(cursor.Read<uint8_t>(what) != 0);
-    case GgufType::kString: return GgufValue::String(cursor.ReadString(what));
-    case GgufType::kU64: return GgufValue::U64(cursor.Read<uint64_t>(what));
-    case GgufType::kI64: return GgufValue::I64(cursor.Read<int64_t>(what));
-    case GgufType::kF64: return GgufValue::F64(cursor.Read<double>(what));
-    case GgufType::kArray: return ReadArray(cursor, key, depth);
+    case GgufType::kU8:
+      return GgufValue::U8(cursor.Read<uint8_t>(what));
+    case GgufType::kI8:
+      return GgufValue::I8(cursor.Read<int8_t>(what));
+    case GgufType::kU16:
+      return GgufValue::U16(cursor.Read<uint16_t>(what));
+    case GgufType::kI16:
+      return GgufValue::I16(cursor.Read<int16_t>(what));
+    case GgufType::kU32:
+      return GgufValue::U32(cursor.Read<uint32_t>(what));
+    case GgufType::kI32:
+      return GgufValue::I32(cursor.Read<int32_t>(what));
+    case GgufType::kF32:
+      return GgufValue::F32(cursor.Read<float>(what));
+    case GgufType::kBool:
+      return GgufValue::Bool(cursor.Read<uint8_t>(what) != 0);
+    case GgufType::kString:
+      return GgufValue::String(cursor.ReadString(what));
+    case GgufType::kU64:
+      return GgufValue::U64(cursor.Read<uint64_t>(what));
+    case GgufType::kI64:
+      return GgufValue::I64(cursor.Read<int64_t>(what));
+    case GgufType::kF64:
+      return GgufValue::F64(cursor.Read<double>(what));
+    case GgufType::kArray:
+      return ReadArray(cursor, key, depth);
   }
   cursor.Fail("key '" + key + "' has unknown value type " +
               std::to_string(static_cast<uint32_t>(type)));
@@ -206,26 +219,56 @@ GgufValue MakeScalar(GgufType type, T v) {
 std::string FormatScalar(GgufType type, const uint8_t* p) {
   char buffer[64];
   switch (type) {
-    case GgufType::kU8: return std::to_string(*p);
-    case GgufType::kI8: return std::to_string(static_cast<int8_t>(*p));
-    case GgufType::kU16: { uint16_t v; std::memcpy(&v, p, 2); return std::to_string(v); }
-    case GgufType::kI16: { int16_t v; std::memcpy(&v, p, 2); return std::to_string(v); }
-    case GgufType::kU32: { uint32_t v; std::memcpy(&v, p, 4); return std::to_string(v); }
-    case GgufType::kI32: { int32_t v; std::memcpy(&v, p, 4); return std::to_string(v); }
-    case GgufType::kU64: { uint64_t v; std::memcpy(&v, p, 8); return std::to_string(v); }
-    case GgufType::kI64: { int64_t v; std::memcpy(&v, p, 8); return std::to_string(v); }
+    case GgufType::kU8:
+      return std::to_string(*p);
+    case GgufType::kI8:
+      return std::to_string(static_cast<int8_t>(*p));
+    case GgufType::kU16: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      return std::to_string(v);
+    }
+    case GgufType::kI16: {
+      int16_t v;
+      std::memcpy(&v, p, 2);
+      return std::to_string(v);
+    }
+    case GgufType::kU32: {
+      uint32_t v;
+      std::memcpy(&v, p, 4);
+      return std::to_string(v);
+    }
+    case GgufType::kI32: {
+      int32_t v;
+      std::memcpy(&v, p, 4);
+      return std::to_string(v);
+    }
+    case GgufType::kU64: {
+      uint64_t v;
+      std::memcpy(&v, p, 8);
+      return std::to_string(v);
+    }
+    case GgufType::kI64: {
+      int64_t v;
+      std::memcpy(&v, p, 8);
+      return std::to_string(v);
+    }
     case GgufType::kF32: {
-      float v; std::memcpy(&v, p, 4);
+      float v;
+      std::memcpy(&v, p, 4);
       std::snprintf(buffer, sizeof(buffer), "%.9g", v);
       return buffer;
     }
     case GgufType::kF64: {
-      double v; std::memcpy(&v, p, 8);
+      double v;
+      std::memcpy(&v, p, 8);
       std::snprintf(buffer, sizeof(buffer), "%.17g", v);
       return buffer;
     }
-    case GgufType::kBool: return *p ? "true" : "false";
-    default: return "?";
+    case GgufType::kBool:
+      return *p ? "true" : "false";
+    default:
+      return "?";
   }
 }
 
@@ -233,19 +276,32 @@ std::string FormatScalar(GgufType type, const uint8_t* p) {
 
 const char* GgufTypeName(GgufType type) {
   switch (type) {
-    case GgufType::kU8: return "u8";
-    case GgufType::kI8: return "i8";
-    case GgufType::kU16: return "u16";
-    case GgufType::kI16: return "i16";
-    case GgufType::kU32: return "u32";
-    case GgufType::kI32: return "i32";
-    case GgufType::kF32: return "f32";
-    case GgufType::kBool: return "bool";
-    case GgufType::kString: return "string";
-    case GgufType::kArray: return "array";
-    case GgufType::kU64: return "u64";
-    case GgufType::kI64: return "i64";
-    case GgufType::kF64: return "f64";
+    case GgufType::kU8:
+      return "u8";
+    case GgufType::kI8:
+      return "i8";
+    case GgufType::kU16:
+      return "u16";
+    case GgufType::kI16:
+      return "i16";
+    case GgufType::kU32:
+      return "u32";
+    case GgufType::kI32:
+      return "i32";
+    case GgufType::kF32:
+      return "f32";
+    case GgufType::kBool:
+      return "bool";
+    case GgufType::kString:
+      return "string";
+    case GgufType::kArray:
+      return "array";
+    case GgufType::kU64:
+      return "u64";
+    case GgufType::kI64:
+      return "i64";
+    case GgufType::kF64:
+      return "f64";
   }
   return "unknown";
 }
@@ -254,27 +310,32 @@ size_t GgufScalarSize(GgufType type) {
   switch (type) {
     case GgufType::kU8:
     case GgufType::kI8:
-    case GgufType::kBool: return 1;
+    case GgufType::kBool:
+      return 1;
     case GgufType::kU16:
-    case GgufType::kI16: return 2;
+    case GgufType::kI16:
+      return 2;
     case GgufType::kU32:
     case GgufType::kI32:
-    case GgufType::kF32: return 4;
+    case GgufType::kF32:
+      return 4;
     case GgufType::kU64:
     case GgufType::kI64:
-    case GgufType::kF64: return 8;
-    default: return 0;
+    case GgufType::kF64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
 // --- GgufValue ---
 
 #define HWYQUANT_GGUF_SCALAR_FACTORY(Name, CType, Enum) \
-  GgufValue GgufValue::Name(CType v) {                   \
-    GgufValue value = MakeScalar(GgufType::Enum, v);     \
-    value.type_ = GgufType::Enum;                        \
-    value.element_type_ = GgufType::kU8;                 \
-    return value;                                        \
+  GgufValue GgufValue::Name(CType v) {                  \
+    GgufValue value = MakeScalar(GgufType::Enum, v);    \
+    value.type_ = GgufType::Enum;                       \
+    value.element_type_ = GgufType::kU8;                \
+    return value;                                       \
   }
 HWYQUANT_GGUF_SCALAR_FACTORY(U8, uint8_t, kU8)
 HWYQUANT_GGUF_SCALAR_FACTORY(I8, int8_t, kI8)
@@ -342,9 +403,12 @@ GgufValue GgufValue::ArrayOfArrays(std::vector<GgufValue> items) {
 size_t GgufValue::array_size() const {
   if (type_ != GgufType::kArray) return 0;
   switch (element_type_) {
-    case GgufType::kString: return strings_.size();
-    case GgufType::kArray: return arrays_.size();
-    default: return bytes_.size() / GgufScalarSize(element_type_);
+    case GgufType::kString:
+      return strings_.size();
+    case GgufType::kArray:
+      return arrays_.size();
+    default:
+      return bytes_.size() / GgufScalarSize(element_type_);
   }
 }
 
@@ -363,10 +427,14 @@ GgufValue GgufValue::Element(size_t i) const {
 
 uint64_t GgufValue::AsUInt() const {
   switch (type_) {
-    case GgufType::kU8: return ScalarFrom<uint8_t>(bytes_);
-    case GgufType::kU16: return ScalarFrom<uint16_t>(bytes_);
-    case GgufType::kU32: return ScalarFrom<uint32_t>(bytes_);
-    case GgufType::kU64: return ScalarFrom<uint64_t>(bytes_);
+    case GgufType::kU8:
+      return ScalarFrom<uint8_t>(bytes_);
+    case GgufType::kU16:
+      return ScalarFrom<uint16_t>(bytes_);
+    case GgufType::kU32:
+      return ScalarFrom<uint32_t>(bytes_);
+    case GgufType::kU64:
+      return ScalarFrom<uint64_t>(bytes_);
     case GgufType::kI8:
     case GgufType::kI16:
     case GgufType::kI32:
@@ -382,10 +450,14 @@ uint64_t GgufValue::AsUInt() const {
 
 int64_t GgufValue::AsInt() const {
   switch (type_) {
-    case GgufType::kI8: return ScalarFrom<int8_t>(bytes_);
-    case GgufType::kI16: return ScalarFrom<int16_t>(bytes_);
-    case GgufType::kI32: return ScalarFrom<int32_t>(bytes_);
-    case GgufType::kI64: return ScalarFrom<int64_t>(bytes_);
+    case GgufType::kI8:
+      return ScalarFrom<int8_t>(bytes_);
+    case GgufType::kI16:
+      return ScalarFrom<int16_t>(bytes_);
+    case GgufType::kI32:
+      return ScalarFrom<int32_t>(bytes_);
+    case GgufType::kI64:
+      return ScalarFrom<int64_t>(bytes_);
     case GgufType::kU8:
     case GgufType::kU16:
     case GgufType::kU32:
@@ -403,16 +475,20 @@ int64_t GgufValue::AsInt() const {
 
 double GgufValue::AsDouble() const {
   switch (type_) {
-    case GgufType::kF32: return ScalarFrom<float>(bytes_);
-    case GgufType::kF64: return ScalarFrom<double>(bytes_);
+    case GgufType::kF32:
+      return ScalarFrom<float>(bytes_);
+    case GgufType::kF64:
+      return ScalarFrom<double>(bytes_);
     case GgufType::kI8:
     case GgufType::kI16:
     case GgufType::kI32:
-    case GgufType::kI64: return static_cast<double>(AsInt());
+    case GgufType::kI64:
+      return static_cast<double>(AsInt());
     case GgufType::kU8:
     case GgufType::kU16:
     case GgufType::kU32:
-    case GgufType::kU64: return static_cast<double>(AsUInt());
+    case GgufType::kU64:
+      return static_cast<double>(AsUInt());
     default:
       throw Error(std::string("GGUF value of type ") + GgufTypeName(type_) + " is not a number");
   }
@@ -440,9 +516,14 @@ std::string GgufValue::ToString(size_t max_items) const {
   for (size_t i = 0; i < n && i < max_items; ++i) {
     if (i) out += ", ";
     switch (element_type_) {
-      case GgufType::kString: out += "\"" + strings_[i] + "\""; break;
-      case GgufType::kArray: out += arrays_[i].ToString(max_items); break;
-      default: out += FormatScalar(element_type_, bytes_.data() + i * GgufScalarSize(element_type_));
+      case GgufType::kString:
+        out += "\"" + strings_[i] + "\"";
+        break;
+      case GgufType::kArray:
+        out += arrays_[i].ToString(max_items);
+        break;
+      default:
+        out += FormatScalar(element_type_, bytes_.data() + i * GgufScalarSize(element_type_));
     }
   }
   if (n > max_items) out += ", ... (" + std::to_string(n) + " items)";
@@ -546,8 +627,7 @@ uint32_t GgufAlignmentOf(const std::vector<GgufKv>& kv) {
   const GgufValue* value = FindKv(kv, "general.alignment");
   if (value == nullptr) return kGgufDefaultAlignment;
   if (value->type() != GgufType::kU32) {
-    throw Error(std::string("general.alignment must be a u32, not ") +
-                GgufTypeName(value->type()));
+    throw Error(std::string("general.alignment must be a u32, not ") + GgufTypeName(value->type()));
   }
   const uint64_t alignment = value->AsUInt();
   if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
@@ -658,7 +738,8 @@ void GgufFile::Parse() {
   }
 
   if (tensor_count > cursor.remaining() / 24) {
-    cursor.Fail("tensor count " + std::to_string(tensor_count) + " is larger than the file can hold");
+    cursor.Fail("tensor count " + std::to_string(tensor_count) +
+                " is larger than the file can hold");
   }
   tensors_.reserve(tensor_count);
   std::unordered_set<std::string> names;
@@ -722,9 +803,7 @@ int64_t GgufFile::FindTensor(std::string_view name) const {
   return -1;
 }
 
-const uint8_t* GgufFile::TensorData(size_t index) const {
-  return data_ + TensorFileOffset(index);
-}
+const uint8_t* GgufFile::TensorData(size_t index) const { return data_ + TensorFileOffset(index); }
 
 uint64_t GgufFile::TensorFileOffset(size_t index) const {
   if (index >= tensors_.size()) {
@@ -789,8 +868,7 @@ std::vector<uint8_t> SerializeGgufHeader(const std::vector<GgufKv>& kv,
   return out;
 }
 
-GgufWriter::GgufWriter(OutputFile& out, std::vector<GgufKv> kv,
-                       std::vector<GgufTensorInfo> tensors)
+GgufWriter::GgufWriter(OutputFile& out, std::vector<GgufKv> kv, std::vector<GgufTensorInfo> tensors)
     : out_(out), tensors_(std::move(tensors)), alignment_(GgufAlignmentOf(kv)) {
   const std::vector<uint8_t> header = SerializeGgufHeader(kv, tensors_);
   out_.Write(header.data(), header.size());

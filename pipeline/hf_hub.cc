@@ -380,13 +380,13 @@ class HubClient {
     lib.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     lib.easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
     lib.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                     static_cast<long>(options_.http.connect_timeout.count()));
+                    static_cast<long>(options_.http.connect_timeout.count()));
     lib.easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, options_.http.low_speed_bytes_per_second);
     lib.easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
-                     static_cast<long>(options_.http.low_speed_time.count()));
+                    static_cast<long>(options_.http.low_speed_time.count()));
     if (request.metadata) {
       lib.easy_setopt(h, CURLOPT_TIMEOUT_MS,
-                       static_cast<long>(options_.http.metadata_timeout.count()));
+                      static_cast<long>(options_.http.metadata_timeout.count()));
     }
     if (request.head) lib.easy_setopt(h, CURLOPT_NOBODY, 1L);
     lib.easy_setopt(h, CURLOPT_HEADERFUNCTION, &OnHeader);

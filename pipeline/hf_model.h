@@ -65,11 +65,9 @@ class HfArchitecture {
   // Appends the {arch}.* hyperparameters and general.file_type in
   // convert_hf_to_gguf.py's order (TextModel.set_gguf_parameters followed by
   // the model class's additions).
-  virtual void AppendParameters(uint32_t file_type,
-                                std::vector<GgufKv>& kv) const = 0;
+  virtual void AppendParameters(uint32_t file_type, std::vector<GgufKv>& kv) const = 0;
   // Appends tokenizer.* for the folder.
-  virtual void AppendVocab(const std::string& dir,
-                           std::vector<GgufKv>& kv) const = 0;
+  virtual void AppendVocab(const std::string& dir, std::vector<GgufKv>& kv) const = 0;
 
   // Tensors the converter makes up (rope factors), written before the
   // checkpoint's, and the KV pairs convert_hf_to_gguf.py adds while making them
@@ -78,8 +76,7 @@ class HfArchitecture {
     std::string name;
     std::vector<float> values;  // 1-D, written as f32
   };
-  virtual std::vector<GeneratedTensor> GenerateTensors(
-      std::vector<GgufKv>& kv) const {
+  virtual std::vector<GeneratedTensor> GenerateTensors(std::vector<GgufKv>& kv) const {
     (void)kv;
     return {};
   }
@@ -107,17 +104,14 @@ std::string SupportedArchitectures();
 // tags, languages, base models, datasets, names; see model_card.h).
 // name_from, when not empty, replaces dir as the path whose last component
 // names the model.
-void AppendGeneralMetadata(const std::string& dir, int64_t total_params,
-                           std::vector<GgufKv>& kv,
+void AppendGeneralMetadata(const std::string& dir, int64_t total_params, std::vector<GgufKv>& kv,
                            const std::string& name_from = "");
 
 // Helpers exposed for tests.
 struct ModelIdComponents {
-  std::optional<std::string> full_name, org, basename, finetune, version,
-      size_label;
+  std::optional<std::string> full_name, org, basename, finetune, version, size_label;
 };
-ModelIdComponents ParseModelId(const std::string& model_id,
-                               int64_t total_params);
+ModelIdComponents ParseModelId(const std::string& model_id, int64_t total_params);
 std::string ModelIdToTitle(const std::string& id);
 std::string SizeLabel(int64_t total_params);
 

@@ -62,9 +62,9 @@ std::string NewUuid() {
   b[8] = (b[8] & 0x3f) | 0x80;
   char out[37];
   std::snprintf(out, sizeof(out),
-                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-                b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-                b[14], b[15]);
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+                b[15]);
   return out;
 }
 
@@ -111,7 +111,8 @@ ModelKind KindFromName(const std::string& name) {
 }
 
 bool LooksLikeHubId(const std::string& s) {
-  static const std::regex re(R"(^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$)");
+  static const std::regex re(
+      R"(^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$)");
   return std::regex_match(s, re) && s.find("..") == std::string::npos;
 }
 
@@ -146,9 +147,8 @@ std::string OutputFileName(const JobRecord& job) {
   }
   std::string clean;
   for (char c : base) {
-    clean += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'
-                 ? c
-                 : '-';
+    clean +=
+        std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ? c : '-';
   }
   while (!clean.empty() && clean.front() == '.') clean.erase(clean.begin());
   if (clean.empty()) clean = "model";
@@ -179,8 +179,8 @@ void CloseFromThree(int max_fd) {
 
 const std::vector<std::string>& QuantizationPresets() {
   static const std::vector<std::string> presets = {
-      "Q2_K",   "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0",
-      "Q5_1",   "Q5_K_S", "Q5_K_M", "Q6_K",   "Q8_0", "F16",  "BF16",   "F32"};
+      "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0",
+      "Q5_1", "Q5_K_S", "Q5_K_M", "Q6_K",   "Q8_0", "F16",  "BF16",   "F32"};
   return presets;
 }
 
@@ -304,9 +304,9 @@ nlohmann::json ProgressEventJson(const JobRecord& job) {
 // SQLite store.
 
 JobStore::JobStore(const std::string& path) : path_(path) {
-  int rc = sqlite3_open_v2(path.c_str(), &db_,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     if (db_) sqlite3_close(db_);
@@ -346,14 +346,16 @@ void JobStore::Put(const JobRecord& job) {
   if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
     throw Error(path_ + ": " + sqlite3_errmsg(db_));
   }
-  std::string data = job.ToStoreJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string data =
+      job.ToStoreJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   sqlite3_bind_text(stmt, 1, job.id.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(stmt, 2, job.seq);
   sqlite3_bind_text(stmt, 3, job.status.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(stmt, 4, data.c_str(), -1, SQLITE_TRANSIENT);
   int rc = sqlite3_step(stmt);
   sqlite3_finalize(stmt);
-  if (rc != SQLITE_DONE) throw Error(path_ + ": cannot save job " + job.id + ": " + sqlite3_errmsg(db_));
+  if (rc != SQLITE_DONE)
+    throw Error(path_ + ": cannot save job " + job.id + ": " + sqlite3_errmsg(db_));
 }
 
 void JobStore::Remove(const std::string& id) {
@@ -365,7 +367,8 @@ void JobStore::Remove(const std::string& id) {
   sqlite3_bind_text(stmt, 1, id.c_str(), -1, SQLITE_TRANSIENT);
   int rc = sqlite3_step(stmt);
   sqlite3_finalize(stmt);
-  if (rc != SQLITE_DONE) throw Error(path_ + ": cannot delete job " + id + ": " + sqlite3_errmsg(db_));
+  if (rc != SQLITE_DONE)
+    throw Error(path_ + ": cannot delete job " + id + ": " + sqlite3_errmsg(db_));
 }
 
 std::vector<JobRecord> JobStore::LoadAll() {
@@ -443,8 +446,7 @@ class JobManager::Tracker {
   double Percent(const std::string& status, double frac) const {
     double before = 0;
     for (const auto& phase : phases_) {
-      if (std::find(phase.statuses.begin(), phase.statuses.end(), status) !=
-          phase.statuses.end()) {
+      if (std::find(phase.statuses.begin(), phase.statuses.end(), status) != phase.statuses.end()) {
         return 100.0 * (before + phase.weight * std::clamp(frac, 0.0, 1.0));
       }
       before += phase.weight;
@@ -604,8 +606,8 @@ JobRecord JobManager::Create(const nlohmann::json& request) {
     if (!b.empty()) {
       // LocalAI clients name llama.cpp's backend; hwyquant writes the same bytes.
       if (b != "hwyquant" && b != "llama-cpp-quantization" && b != "llama-cpp") {
-        throw ApiError(400, "unknown backend '" + b +
-                                "' (available: hwyquant, llama-cpp-quantization)");
+        throw ApiError(400,
+                       "unknown backend '" + b + "' (available: hwyquant, llama-cpp-quantization)");
       }
       rec.backend = b;
     }
@@ -619,8 +621,8 @@ JobRecord JobManager::Create(const nlohmann::json& request) {
   if (!canonical) {
     std::string list;
     for (const auto& p : QuantizationPresets()) list += (list.empty() ? "" : ", ") + Lower(p);
-    throw ApiError(400, "unknown quantization_type '" + type.substr(0, 64) + "' (valid: " + list +
-                            ")");
+    throw ApiError(400,
+                   "unknown quantization_type '" + type.substr(0, 64) + "' (valid: " + list + ")");
   }
   rec.quantization_type = *canonical;
   if (auto it = request.find("extra_options"); it != request.end() && !it->is_null()) {
@@ -653,8 +655,8 @@ JobRecord JobManager::Create(const nlohmann::json& request) {
     } else if (S_ISREG(st.st_mode) && HasGgufMagic(rec.model)) {
       rec.kind = ModelKind::kGguf;
     } else {
-      throw ApiError(400, "model " + rec.model +
-                              " is neither a Hugging Face folder nor a GGUF file");
+      throw ApiError(400,
+                     "model " + rec.model + " is neither a Hugging Face folder nor a GGUF file");
     }
   } else if (rec.model[0] != '/' && rec.model[0] != '.' && rec.model[0] != '~' &&
              LooksLikeHubId(rec.model)) {
@@ -721,8 +723,8 @@ void JobManager::Publish(Job& job, bool persist_now) {
   if (persist_now || terminal || Clock::now() - job.last_persist > std::chrono::milliseconds(500)) {
     Persist(job);
   }
-  std::string event = ProgressEventJson(job.rec).dump(-1, ' ', false,
-                                                      nlohmann::json::error_handler_t::replace);
+  std::string event =
+      ProgressEventJson(job.rec).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   for (auto& sub : job.subs) sub->Push(event, terminal);
   if (terminal) job.subs.clear();
 }
@@ -734,9 +736,9 @@ std::shared_ptr<Subscription> JobManager::Subscribe(const std::string& id) {
   auto sub = std::make_shared<Subscription>();
   Job& job = *it->second;
   bool terminal = IsTerminalStatus(job.rec.status);
-  sub->Push(ProgressEventJson(job.rec).dump(-1, ' ', false,
-                                            nlohmann::json::error_handler_t::replace),
-            terminal || shutting_down_);
+  sub->Push(
+      ProgressEventJson(job.rec).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+      terminal || shutting_down_);
   if (!terminal && !shutting_down_) job.subs.push_back(sub);
   return sub;
 }
@@ -782,8 +784,8 @@ void JobManager::Delete(const std::string& id) {
     if (it == jobs_.end()) throw ApiError(404, "job not found: " + id);
     job = it->second;
     if (!IsTerminalStatus(job->rec.status) || job->claimed) {
-      throw ApiError(409, "cannot delete job " + id + " while it is " + job->rec.status +
-                              "; stop it first");
+      throw ApiError(
+          409, "cannot delete job " + id + " while it is " + job->rec.status + "; stop it first");
     }
     if (job->rec.import_status == "importing") {
       throw ApiError(409, "cannot delete job " + id + " while its import runs");
@@ -855,10 +857,10 @@ std::string JobManager::Import(const std::string& id, const std::string& request
     }
     name = requested_name;
     if (name.empty()) {
-      std::string base = SanitizeName(job->rec.model_source.substr(
-          job->rec.model_source.find_last_of('/') == std::string::npos
-              ? 0
-              : job->rec.model_source.find_last_of('/') + 1));
+      std::string base = SanitizeName(
+          job->rec.model_source.substr(job->rec.model_source.find_last_of('/') == std::string::npos
+                                           ? 0
+                                           : job->rec.model_source.find_last_of('/') + 1));
       if (base.empty()) base = "model";
       name = base + "-" + Lower(job->rec.quantization_type) + "-" + id.substr(0, 8);
     }
@@ -979,9 +981,9 @@ void JobManager::WorkerLoop() {
       job->rec.status = job->rec.kind == ModelKind::kHubId  ? kDownloading
                         : job->rec.kind == ModelKind::kGguf ? kQuantizing
                                                             : kConverting;
-      job->rec.message = job->rec.attempts > 1 ? "restarted (attempt " +
-                                                     std::to_string(job->rec.attempts) + ")"
-                                               : "started";
+      job->rec.message = job->rec.attempts > 1
+                             ? "restarted (attempt " + std::to_string(job->rec.attempts) + ")"
+                             : "started";
       job->attempt_start = job->stage_start = Clock::now();
       Publish(*job, true);
     }
@@ -1079,22 +1081,22 @@ void JobManager::RunJob(const std::shared_ptr<Job>& job) {
       args.insert(args.end(), {"quantize", rec.model_source, partial_path, rec.quantization_type,
                                "--progress-json"});
     } else {
-      args.insert(args.end(), {"run", rec.model_source, rec.quantization_type, "-o",
-                               partial_path, "--progress-json"});
+      args.insert(args.end(), {"run", rec.model_source, rec.quantization_type, "-o", partial_path,
+                               "--progress-json"});
     }
     if (WantsStats(rec)) {
       args.push_back("--stats");  // per-tensor errors for GET .../stats (the quality view)
     }
-    if (auto it = rec.extra_options.find("imatrix"); it != rec.extra_options.end() &&
-                                                     !it->second.empty()) {
+    if (auto it = rec.extra_options.find("imatrix");
+        it != rec.extra_options.end() && !it->second.empty()) {
       args.insert(args.end(), {"--imatrix", it->second});  // the web form's importance matrix
     }
     for (char** e = environ; *e; ++e) {
       if (std::strncmp(*e, "HF_TOKEN=", 9) != 0) env.emplace_back(*e);
     }
     // The token travels in the environment, never on a command line other users can read.
-    if (auto it = rec.extra_options.find("hf_token"); it != rec.extra_options.end() &&
-                                                      !it->second.empty()) {
+    if (auto it = rec.extra_options.find("hf_token");
+        it != rec.extra_options.end() && !it->second.empty()) {
       env.push_back("HF_TOKEN=" + it->second);
     }
   }
@@ -1250,11 +1252,9 @@ void JobManager::RunJob(const std::shared_ptr<Job>& job) {
     if (msg.empty()) {
       for (const auto& l : tail) msg += (msg.empty() ? "" : "\n") + l;
     }
-    std::string how = WIFEXITED(wstatus)
-                          ? "exit status " + std::to_string(WEXITSTATUS(wstatus))
-                          : WIFSIGNALED(wstatus) ? std::string("signal ") +
-                                                       strsignal(WTERMSIG(wstatus))
-                                                 : "unknown status";
+    std::string how = WIFEXITED(wstatus)     ? "exit status " + std::to_string(WEXITSTATUS(wstatus))
+                      : WIFSIGNALED(wstatus) ? std::string("signal ") + strsignal(WTERMSIG(wstatus))
+                                             : "unknown status";
     finish(kFailed, "quantization failed (" + how + ")" + (msg.empty() ? "" : ": " + msg));
     return;
   }

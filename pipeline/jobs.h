@@ -12,12 +12,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "hwyquant/format.h"
 #include "pipeline/sibling_program.h"
@@ -63,12 +62,12 @@ enum class ModelKind { kHfFolder, kGguf, kHubId };
 // Everything persisted about a job. API field names follow LocalAI's QuantizationJob.
 struct JobRecord {
   std::string id;
-  int64_t seq = 0;  // creation order, for FIFO scheduling across restarts
-  std::string model;             // as requested
-  std::string model_source;      // absolute path for local models, the Hub id otherwise
+  int64_t seq = 0;           // creation order, for FIFO scheduling across restarts
+  std::string model;         // as requested
+  std::string model_source;  // absolute path for local models, the Hub id otherwise
   ModelKind kind = ModelKind::kHfFolder;
   std::string backend;
-  std::string quantization_type;  // canonical preset, e.g. "Q4_K_M"
+  std::string quantization_type;                     // canonical preset, e.g. "Q4_K_M"
   std::map<std::string, std::string> extra_options;  // may hold hf_token: never sent back
   std::string status = kQueued;
   std::string message;
@@ -83,8 +82,8 @@ struct JobRecord {
   std::string import_message;
   std::string import_model_name;
 
-  nlohmann::json ToApiJson() const;     // secrets masked
-  nlohmann::json ToStoreJson() const;   // everything
+  nlohmann::json ToApiJson() const;    // secrets masked
+  nlohmann::json ToStoreJson() const;  // everything
   static JobRecord FromStoreJson(const nlohmann::json& j);
 };
 

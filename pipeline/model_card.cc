@@ -123,8 +123,7 @@ class CardReader {
           source["repo_url"] = id;
           static const std::regex kHubUrl("^https?://huggingface.co/([^/]+/[^/]+)$");
           std::smatch m;
-          if (id.find("huggingface.co") != std::string::npos &&
-              std::regex_search(id, m, kHubUrl)) {
+          if (id.find("huggingface.co") != std::string::npos && std::regex_search(id, m, kHubUrl)) {
             parts = ParseModelId(m[1].str(), total_params);
           }
         } else {

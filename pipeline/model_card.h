@@ -18,9 +18,9 @@ using CardSource = std::map<std::string, std::string>;
 // What the model card contributes. Scalar fields are set only when the card has them; they take
 // precedence over config.json's _name_or_path and the folder name, as in gguf-py.
 struct ModelCardMetadata {
-  std::optional<std::string> name, author, version, organization, description, finetune,
-      basename, size_label, source_url, source_doi, source_uuid, source_repo_url, license,
-      license_name, license_link;
+  std::optional<std::string> name, author, version, organization, description, finetune, basename,
+      size_label, source_url, source_doi, source_uuid, source_repo_url, license, license_name,
+      license_link;
   std::optional<std::vector<CardSource>> base_models, datasets;
   std::optional<std::vector<std::string>> tags, languages;
 };

@@ -20,8 +20,8 @@ void TensorBytes::SetFile(int fd, uint64_t file_offset, std::string file_name) {
 
 void TensorBytes::Read(size_t offset, size_t length, void* dst) const {
   if (offset > size_ || length > size_ - offset) {
-    throw Error("tensor read of " + std::to_string(length) + " bytes at " +
-                std::to_string(offset) + " passes its end (" + std::to_string(size_) + ")");
+    throw Error("tensor read of " + std::to_string(length) + " bytes at " + std::to_string(offset) +
+                " passes its end (" + std::to_string(size_) + ")");
   }
   if (fd_ < 0) {
     std::memcpy(dst, data_ + offset, length);
@@ -64,8 +64,7 @@ void TensorBytes::Prefetch(size_t offset, size_t length) const {
 #endif
 }
 
-GgufModelSource::GgufModelSource(const std::string& path)
-    : GgufModelSource(GgufFile::Open(path)) {}
+GgufModelSource::GgufModelSource(const std::string& path) : GgufModelSource(GgufFile::Open(path)) {}
 
 namespace {
 
@@ -115,8 +114,8 @@ GgufModelSource::GgufModelSource(std::unique_ptr<GgufFile> file) {
     }
     const uint64_t found = SplitKey(*files_.back(), "split.no");
     if (found != i) {
-      throw Error(files_.back()->path() + ": split.no is " + std::to_string(found) +
-                  ", expected " + std::to_string(i));
+      throw Error(files_.back()->path() + ": split.no is " + std::to_string(found) + ", expected " +
+                  std::to_string(i));
     }
     AddTensorsOf(files_.size() - 1);
   }

@@ -1,4 +1,5 @@
-// OutputFile: temporary file, direct or buffered writes, fsync + rename on commit, cleanup otherwise.
+// OutputFile: temporary file, direct or buffered writes, fsync + rename on commit, cleanup
+// otherwise.
 #include "pipeline/output_file.h"
 
 #include <fcntl.h>
@@ -8,8 +9,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -301,7 +302,8 @@ OutputFile::~OutputFile() {
 }
 
 void OutputFile::Fail(const std::string& what, int error_number) const {
-  std::string message = "cannot write '" + path_ + "': " + what + ": " + std::strerror(error_number);
+  std::string message =
+      "cannot write '" + path_ + "': " + what + ": " + std::strerror(error_number);
   if (error_number == ENOSPC) message += " (the disk is full)";
   if (error_number == EFBIG) message += " (file size limit reached)";
   throw Error(message);
@@ -373,8 +375,7 @@ void OutputFile::WriteAt(uint64_t offset, const void* data, size_t size) {
   LeaveDirectMode();  // the bytes may be on disk already, at unaligned offsets
   FlushBuffer();
   size_t done = 0;
-  const IoFailure failure =
-      WriteAllAt(fd_, static_cast<const uint8_t*>(data), size, offset, &done);
+  const IoFailure failure = WriteAllAt(fd_, static_cast<const uint8_t*>(data), size, offset, &done);
   if (failure.error_number != 0) Fail(failure.what, failure.error_number);
 }
 

@@ -1,4 +1,5 @@
-// An output file that appears under its final name only when complete (temporary name, fsync, rename).
+// An output file that appears under its final name only when complete (temporary name, fsync,
+// rename).
 #ifndef HWYQUANT_PIPELINE_OUTPUT_FILE_H_
 #define HWYQUANT_PIPELINE_OUTPUT_FILE_H_
 

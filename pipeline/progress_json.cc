@@ -6,9 +6,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "pipeline/hf_hub.h"
 
@@ -16,8 +15,7 @@ namespace hwyquant {
 namespace {
 
 double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 void WriteAll(int fd, const std::string& text) {
@@ -171,8 +169,8 @@ void QuantizeProgressJson::OnProgress(const QuantizeProgress& progress) {
       event.tensor = std::string(progress.tensor_name);
       event.tensor_index = static_cast<int64_t>(progress.tensor_index);
       event.tensor_count = static_cast<int64_t>(progress.tensor_count);
-      event.message = TensorCounter(event.tensor_index, event.tensor_count) + " quantizing " +
-                      event.tensor;
+      event.message =
+          TensorCounter(event.tensor_index, event.tensor_count) + " quantizing " + event.tensor;
       if (!progress.detail.empty()) event.message += " " + std::string(progress.detail);
       event.metrics["bytes_read"] = static_cast<double>(progress.bytes_done);
       sink_->Emit(std::move(event));

@@ -1,4 +1,5 @@
-// Machine-readable progress: one JSON object per line, written by a command and parsed by a supervisor.
+// Machine-readable progress: one JSON object per line, written by a command and parsed by a
+// supervisor.
 //
 // `hwyquant run|quantize --progress-json` write these lines on stderr; `hwyquant serve` reads them
 // from its child processes. Keeping the writer and the parser in one file keeps the protocol in one
@@ -34,7 +35,7 @@ struct ProgressEvent {
   uint64_t total = 0;
   std::string unit;
   std::string message;
-  std::string tensor;        // tensor being processed, if any
+  std::string tensor;         // tensor being processed, if any
   int64_t tensor_index = -1;  // 1-based position of `tensor` among `tensor_count`
   int64_t tensor_count = -1;
   // Numeric extras, e.g. bytes_written, n_weights, bits_per_weight, output_bytes.

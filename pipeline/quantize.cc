@@ -144,10 +144,10 @@ std::vector<Piece> PlanPieces(const QuantizePlan& plan, bool whole_tensors, bool
       continue;
     }
     const int64_t piece_rows =
-        whole_tensors ? rows
-                      : std::max<int64_t>(1, static_cast<int64_t>(
-                                                 piece_output_bytes /
-                                                 RowSize(t.target_type, n_per_row)));
+        whole_tensors
+            ? rows
+            : std::max<int64_t>(
+                  1, static_cast<int64_t>(piece_output_bytes / RowSize(t.target_type, n_per_row)));
     for (int64_t row = 0; row < rows; row += piece_rows) {
       pieces.push_back({i, row, std::min(piece_rows, rows - row), row + piece_rows >= rows});
     }
@@ -167,8 +167,7 @@ struct HeldBytes {
     return reads_file && !(keeps_sources && t.converts()) ? 0 : t.source_bytes;
   }
   uint64_t Output(const TensorPlan& t, const Piece& piece) const {
-    return HasOutput(t) ? static_cast<uint64_t>(piece.rows) * RowSize(t.target_type, t.dims[0])
-                        : 0;
+    return HasOutput(t) ? static_cast<uint64_t>(piece.rows) * RowSize(t.target_type, t.dims[0]) : 0;
   }
 };
 
@@ -422,8 +421,7 @@ QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& 
                       ": requantizing is disabled (use --allow-requantize)");
         }
         if (!TraitsOf(t.source_type).quantizable) {
-          throw Error("tensor '" + t.name + "': cannot dequantize type " +
-                      TypeName(t.source_type));
+          throw Error("tensor '" + t.name + "': cannot dequantize type " + TypeName(t.source_type));
         }
       }
       if (use_imatrix) {
@@ -511,8 +509,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
           ? std::vector<Piece>()
           : PlanPieces(plan, /*whole_tensors=*/options.stats,
                        /*copies_kept=*/held.reads_file,
-                       options.piece_output_bytes ? options.piece_output_bytes
-                                                  : kPieceOutputBytes);
+                       options.piece_output_bytes ? options.piece_output_bytes : kPieceOutputBytes);
   uint64_t largest = 0;
   uint64_t largest_output = 0;
   for (const Piece& piece : pieces) {
@@ -555,8 +552,8 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
                       std::to_string(next.source_bytes));
         }
       }
-      in_flight.push_back(std::make_unique<TensorJob>(next, loading_source, outputs,
-                                                      piece.first_row, piece.rows));
+      in_flight.push_back(
+          std::make_unique<TensorJob>(next, loading_source, outputs, piece.first_row, piece.rows));
       if (piece.last) loading_source = TensorBytes();
       in_flight_bytes += held_by(piece);
       workers->Submit(*in_flight.back());
@@ -623,8 +620,8 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
     if (progress) {
       std::string detail = FormatDims(t.dims) + " " + TypeName(t.source_type);
       if (t.converts()) {
-        detail += " -> " + std::string(TypeName(t.target_type)) + ", " +
-                  FormatMiB(t.source_bytes) + " -> " + FormatMiB(t.target_bytes);
+        detail += " -> " + std::string(TypeName(t.target_type)) + ", " + FormatMiB(t.source_bytes) +
+                  " -> " + FormatMiB(t.target_bytes);
       } else {
         detail += ", " + FormatMiB(t.source_bytes) + " (kept)";
       }
@@ -651,8 +648,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
       result.files.push_back(out->path());
     }
   }
-  result.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (progress) {
     event.stage = QuantizeStage::kDone;
     progress->OnProgress(event);
@@ -675,8 +671,7 @@ std::optional<Imatrix> LoadImatrixFor(const QuantizeOptions& options) {
 QuantizeResult QuantizeModel(ModelSource& source, const std::string& output_path,
                              const QuantizeOptions& options, QuantizeProgressListener* progress) {
   const std::optional<Imatrix> imatrix = LoadImatrixFor(options);
-  const QuantizePlan plan =
-      PlanQuantization(source, options, imatrix ? &*imatrix : nullptr);
+  const QuantizePlan plan = PlanQuantization(source, options, imatrix ? &*imatrix : nullptr);
   return RunQuantization(source, plan, output_path, options, progress);
 }
 

@@ -59,9 +59,9 @@ struct TensorPlan {
   Type target_type = Type::kF32;
   uint64_t source_bytes = 0;
   uint64_t target_bytes = 0;
-  size_t split = 0;  // the output file it goes to, with keep_split
+  size_t split = 0;                             // the output file it goes to, with keep_split
   const std::vector<float>* imatrix = nullptr;  // per row element (per expert), or null
-  std::string fallback_note;  // why target_type is not the preferred type, if so
+  std::string fallback_note;                    // why target_type is not the preferred type, if so
 
   int64_t ElementCount() const;
   bool converts() const { return source_type != target_type; }
@@ -69,8 +69,8 @@ struct TensorPlan {
 
 struct QuantizePlan {
   Preset preset{};
-  uint32_t file_type = 0;          // written as general.file_type
-  std::vector<GgufKv> kv;          // the output's metadata, in order
+  uint32_t file_type = 0;           // written as general.file_type
+  std::vector<GgufKv> kv;           // the output's metadata, in order
   std::vector<TensorPlan> tensors;  // in output order
   // With keep_split: how many output files (tensors[i].split < split_count); 0 without.
   size_t split_count = 0;
@@ -94,9 +94,9 @@ struct TensorStats {
 };
 
 struct QuantizeResult {
-  uint64_t source_bytes = 0;  // tensor data read
-  uint64_t target_bytes = 0;  // tensor data written (without padding)
-  uint64_t file_bytes = 0;    // size of the output file(s) (0 for a dry run)
+  uint64_t source_bytes = 0;       // tensor data read
+  uint64_t target_bytes = 0;       // tensor data written (without padding)
+  uint64_t file_bytes = 0;         // size of the output file(s) (0 for a dry run)
   std::vector<std::string> files;  // what was written: the output, or its splits
   uint64_t weights = 0;
   double seconds = 0;

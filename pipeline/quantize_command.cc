@@ -16,8 +16,8 @@
 #include "hwyquant/hwyquant.h"
 #include "pipeline/commands.h"
 #include "pipeline/progress_json.h"
-#include "pipeline/tensor_stats_json.h"
 #include "pipeline/quantize.h"
+#include "pipeline/tensor_stats_json.h"
 #include "pipeline/text.h"
 
 namespace hwyquant {
@@ -111,8 +111,8 @@ void PrintSummary(const QuantizePlan& plan, const QuantizeResult& result, bool d
   } else {
     std::string files = result.files.empty() ? std::string() : result.files[0];
     if (result.files.size() > 1) {
-      files += " ... " + result.files.back() + " (" + std::to_string(result.files.size()) +
-               " splits)";
+      files +=
+          " ... " + result.files.back() + " (" + std::to_string(result.files.size()) + " splits)";
     }
     std::printf("wrote %s (%.2f MiB, %s) in %.2f s, %.1f MB/s\n", files.c_str(),
                 result.file_bytes / 1024.0 / 1024.0, plan.preset.name, result.seconds,
@@ -154,7 +154,8 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
     }
   }
   if (next < args.rest.size()) options.nthreads = ParseThreads(args.rest[next++]);
-  if (next < args.rest.size()) throw Error("quantize: unexpected argument '" + args.rest[next] + "'");
+  if (next < args.rest.size())
+    throw Error("quantize: unexpected argument '" + args.rest[next] + "'");
   if (!FindPreset(options.preset)) {
     throw Error("unknown quantization type '" + options.preset + "' (known: " + PresetNames() +
                 ")");
@@ -198,8 +199,8 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
   GgufModelSource source(args.input);
   const std::optional<Imatrix> imatrix = LoadImatrixFor(options);
   if (imatrix) {
-    std::fprintf(stderr, "loaded %zu importance matrix entries from %s\n",
-                 imatrix->entries.size(), options.imatrix_path.c_str());
+    std::fprintf(stderr, "loaded %zu importance matrix entries from %s\n", imatrix->entries.size(),
+                 options.imatrix_path.c_str());
   }
   const QuantizePlan plan = PlanQuantization(source, options, imatrix ? &*imatrix : nullptr);
   // With --keep-split the files are OUT-0000i-of-0000N.gguf; if the first is the input, the
@@ -216,9 +217,8 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
   ConsoleProgress console(stderr);
   ProgressJsonSink json_sink(2);
   QuantizeProgressJson json_progress(&json_sink);
-  QuantizeProgressListener* progress = args.progress_json
-                                           ? static_cast<QuantizeProgressListener*>(&json_progress)
-                                           : &console;
+  QuantizeProgressListener* progress =
+      args.progress_json ? static_cast<QuantizeProgressListener*>(&json_progress) : &console;
   const QuantizeResult result = RunQuantization(source, plan, output, options, progress);
   if (args.progress_json && !options.dry_run) {
     if (options.stats) EmitTensorStatsJson(json_sink, plan, result);  // serve's quality view
@@ -234,13 +234,15 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
 
 void RegisterQuantizeCommand(CLI::App& app) {
   auto args = std::make_shared<QuantizeArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "quantize",
-      "Quantize a GGUF model exactly as llama-quantize does.\n"
-      "  hwyquant quantize [options] IN.gguf [OUT.gguf] TYPE [nthreads]\n"
-      "TYPE: " + PresetNames() + " (case-insensitive)");
-  cmd->add_option("input", args->input, "Input GGUF (f32/f16/bf16, or quantized with "
-                                        "--allow-requantize)")
+  CLI::App* cmd =
+      app.add_subcommand("quantize",
+                         "Quantize a GGUF model exactly as llama-quantize does.\n"
+                         "  hwyquant quantize [options] IN.gguf [OUT.gguf] TYPE [nthreads]\n"
+                         "TYPE: " +
+                             PresetNames() + " (case-insensitive)");
+  cmd->add_option("input", args->input,
+                  "Input GGUF (f32/f16/bf16, or quantized with "
+                  "--allow-requantize)")
       ->required();
   cmd->add_option("output_type_threads", args->rest, "[OUT.gguf] TYPE [nthreads]")
       ->expected(1, 3)
@@ -253,24 +255,22 @@ void RegisterQuantizeCommand(CLI::App& app) {
   cmd->add_option("--exclude-weights", args->exclude_weights,
                   "Do not use the imatrix for tensors whose name contains this (repeatable)")
       ->allow_extra_args(false);
-  cmd->add_option("--output-tensor-type", args->output_tensor_type,
-                  "ggml type for output.weight");
+  cmd->add_option("--output-tensor-type", args->output_tensor_type, "ggml type for output.weight");
   cmd->add_option("--token-embedding-type", args->token_embedding_type,
                   "ggml type for token_embd.weight");
   CLI::Option* tensor_type = cmd->add_option(
       "--tensor-type", args->tensor_types,
       "REGEX=TYPE: tensors whose name matches get TYPE (repeatable; first match wins)");
   tensor_type->allow_extra_args(false);
-  CLI::Option* tensor_type_file = cmd->add_option(
-      "--tensor-type-file", args->tensor_type_files,
-      "File of REGEX=TYPE entries separated by spaces or newlines (repeatable)");
+  CLI::Option* tensor_type_file =
+      cmd->add_option("--tensor-type-file", args->tensor_type_files,
+                      "File of REGEX=TYPE entries separated by spaces or newlines (repeatable)");
   tensor_type_file->allow_extra_args(false);
   cmd->add_option("--override-kv", args->kv_overrides,
                   "KEY=TYPE:VALUE metadata override, TYPE int|float|bool|str (repeatable)")
       ->allow_extra_args(false);
   cmd->add_flag("--pure", args->pure, "No mixes: every eligible tensor gets the default type");
-  cmd->add_flag("--leave-output-tensor", args->leave_output_tensor,
-                "Keep output.weight as it is");
+  cmd->add_flag("--leave-output-tensor", args->leave_output_tensor, "Keep output.weight as it is");
   cmd->add_flag("--allow-requantize", args->allow_requantize,
                 "Allow already-quantized input tensors (dequantized, then quantized)");
   cmd->add_flag("--dry-run", args->dry_run, "Print types and sizes; write nothing");

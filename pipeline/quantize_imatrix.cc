@@ -30,7 +30,8 @@ Imatrix LoadGgufImatrix(const std::string& path) {
   const GgufValue* chunk_count = file->FindKey("imatrix.chunk_count");
   const GgufValue* chunk_size = file->FindKey("imatrix.chunk_size");
   if (datasets == nullptr || chunk_count == nullptr || chunk_size == nullptr) {
-    throw Error(path + ": missing imatrix metadata (imatrix.datasets, imatrix.chunk_count, "
+    throw Error(path +
+                ": missing imatrix metadata (imatrix.datasets, imatrix.chunk_count, "
                 "imatrix.chunk_size): is this an imatrix file?");
   }
   if (datasets->type() != GgufType::kArray || datasets->element_type() != GgufType::kString) {
@@ -204,8 +205,8 @@ void FilterImatrix(Imatrix& imatrix, const std::vector<std::string>& include,
     return false;
   };
   for (auto it = imatrix.entries.begin(); it != imatrix.entries.end();) {
-    const bool keep = include.empty() ? !matches_any(it->first, exclude)
-                                      : matches_any(it->first, include);
+    const bool keep =
+        include.empty() ? !matches_any(it->first, exclude) : matches_any(it->first, include);
     it = keep ? std::next(it) : imatrix.entries.erase(it);
   }
 }

@@ -46,13 +46,10 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 
 bool Contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
 
-bool IsQuantizedType(Type type) {
-  return TraitsOf(type).block_size > 1;
-}
+bool IsQuantizedType(Type type) { return TraitsOf(type).block_size > 1; }
 
 bool UseMoreBits(int i_layer, int n_layers) {
-  return i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 ||
-         (i_layer - n_layers / 8) % 3 == 2;
+  return i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2;
 }
 
 // sscanf(name, "blk.%d.")'s reading of a layer number: whitespace, sign, digits after "blk.".
@@ -74,31 +71,56 @@ bool ParseLayer(const std::string& name, int& layer) {
 
 uint32_t FileTypeOfTensorType(Type type) {
   switch (type) {
-    case Type::kF32: return 0;
-    case Type::kF16: return 1;
-    case Type::kBF16: return 32;
-    case Type::kQ4_0: return 2;
-    case Type::kQ4_1: return 3;
-    case Type::kQ5_0: return 8;
-    case Type::kQ5_1: return 9;
-    case Type::kQ8_0: return 7;
-    case Type::kQ2_K: return 10;
-    case Type::kQ3_K: return 12;
-    case Type::kQ4_K: return 15;
-    case Type::kQ5_K: return 17;
-    case Type::kQ6_K: return 18;
-    case Type::kTQ1_0: return 36;
-    case Type::kTQ2_0: return 37;
-    case Type::kIQ2_XXS: return 19;
-    case Type::kIQ2_XS: return 20;
-    case Type::kIQ2_S: return 28;
-    case Type::kIQ3_XXS: return 23;
-    case Type::kIQ1_S: return 24;
-    case Type::kIQ1_M: return 31;
-    case Type::kIQ4_NL: return 25;
-    case Type::kIQ4_XS: return 30;
-    case Type::kIQ3_S: return 26;
-    default: return 0;
+    case Type::kF32:
+      return 0;
+    case Type::kF16:
+      return 1;
+    case Type::kBF16:
+      return 32;
+    case Type::kQ4_0:
+      return 2;
+    case Type::kQ4_1:
+      return 3;
+    case Type::kQ5_0:
+      return 8;
+    case Type::kQ5_1:
+      return 9;
+    case Type::kQ8_0:
+      return 7;
+    case Type::kQ2_K:
+      return 10;
+    case Type::kQ3_K:
+      return 12;
+    case Type::kQ4_K:
+      return 15;
+    case Type::kQ5_K:
+      return 17;
+    case Type::kQ6_K:
+      return 18;
+    case Type::kTQ1_0:
+      return 36;
+    case Type::kTQ2_0:
+      return 37;
+    case Type::kIQ2_XXS:
+      return 19;
+    case Type::kIQ2_XS:
+      return 20;
+    case Type::kIQ2_S:
+      return 28;
+    case Type::kIQ3_XXS:
+      return 23;
+    case Type::kIQ1_S:
+      return 24;
+    case Type::kIQ1_M:
+      return 31;
+    case Type::kIQ4_NL:
+      return 25;
+    case Type::kIQ4_XS:
+      return 30;
+    case Type::kIQ3_S:
+      return 26;
+    default:
+      return 0;
   }
 }
 
@@ -151,7 +173,8 @@ ModelShape ModelShape::FromMetadata(const std::vector<GgufKv>& kv, const std::st
     const GgufValue* blocks = FindKv(kv, prefix + "block_count");
     if (blocks == nullptr) throw Error("missing " + prefix + "block_count");
     const uint64_t n_layer = blocks->AsUInt();
-    if (n_layer > 100000) throw Error(prefix + "block_count " + std::to_string(n_layer) + " is absurd");
+    if (n_layer > 100000)
+      throw Error(prefix + "block_count " + std::to_string(n_layer) + " is absurd");
     shape.n_layer = static_cast<int>(n_layer);
     if (const GgufValue* v = FindKv(kv, prefix + "attention.head_count")) {
       shape.n_head = FirstOfScalarOrArray(*v, prefix + "attention.head_count");
@@ -259,16 +282,40 @@ bool TypeSelector::AllowsQuantization(const std::string& name,
   if (Contains(name, "_norm.weight")) return false;
   if (!options_.quantize_output_tensor && name == "output.weight") return false;
   // Small or special tensors llama-quantize always keeps as they are.
-  static const char* const kKeptSubstrings[] = {
-      "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel",
-      "per_layer_model_proj", "ssm_conv1d", "shortconv.conv.weight",
-      "indexer.k_proj.weight", "indexer.q_proj.weight", "time_mix_first.weight",
-      "time_mix_w0.weight", "time_mix_w1.weight", "time_mix_w2.weight", "time_mix_v0.weight",
-      "time_mix_v1.weight", "time_mix_v2.weight", "time_mix_a0.weight", "time_mix_a1.weight",
-      "time_mix_a2.weight", "time_mix_g1.weight", "time_mix_g2.weight",
-      "time_mix_decay_w1.weight", "time_mix_decay_w2.weight", "time_mix_lerp_fused.weight",
-      "attn_rel_b.weight", ".position_embd", "sam.pos_embd", "sam.neck.", "sam.net_",
-      ".rel_pos", ".patch_embd", ".patch_merger", "a.rvq.codebook", "mm.a.code_embd"};
+  static const char* const kKeptSubstrings[] = {"ffn_gate_inp.weight",
+                                                "ffn_gate_tid2eid.weight",
+                                                "altup",
+                                                "laurel",
+                                                "per_layer_model_proj",
+                                                "ssm_conv1d",
+                                                "shortconv.conv.weight",
+                                                "indexer.k_proj.weight",
+                                                "indexer.q_proj.weight",
+                                                "time_mix_first.weight",
+                                                "time_mix_w0.weight",
+                                                "time_mix_w1.weight",
+                                                "time_mix_w2.weight",
+                                                "time_mix_v0.weight",
+                                                "time_mix_v1.weight",
+                                                "time_mix_v2.weight",
+                                                "time_mix_a0.weight",
+                                                "time_mix_a1.weight",
+                                                "time_mix_a2.weight",
+                                                "time_mix_g1.weight",
+                                                "time_mix_g2.weight",
+                                                "time_mix_decay_w1.weight",
+                                                "time_mix_decay_w2.weight",
+                                                "time_mix_lerp_fused.weight",
+                                                "attn_rel_b.weight",
+                                                ".position_embd",
+                                                "sam.pos_embd",
+                                                "sam.neck.",
+                                                "sam.net_",
+                                                ".rel_pos",
+                                                ".patch_embd",
+                                                ".patch_merger",
+                                                "a.rvq.codebook",
+                                                "mm.a.code_embd"};
   for (const char* part : kKeptSubstrings) {
     if (Contains(name, part)) return false;
   }
@@ -286,8 +333,8 @@ std::pair<int, int> TypeSelector::LayerInfo(int counter, int n_layer,
       throw Error("cannot determine the layer of tensor '" + name + "'");
     }
     if (layer < 0 || layer >= n_layer) {
-      throw Error("tensor '" + name + "' has layer " + std::to_string(layer) +
-                  " outside [0, " + std::to_string(n_layer) + ")");
+      throw Error("tensor '" + name + "' has layer " + std::to_string(layer) + " outside [0, " +
+                  std::to_string(n_layer) + ")");
     }
     return {layer, n_layer};
   }
@@ -302,8 +349,7 @@ Type TypeSelector::MixType(Type type, const std::string& name, const std::vector
     return c == Category::kAttnV || c == Category::kAttnQkv || c == Category::kAttnKvB;
   };
 
-  if (category == Category::kOutput ||
-      (has_tied_embeddings_ && category == Category::kTokenEmbd)) {
+  if (category == Category::kOutput || (has_tied_embeddings_ && category == Category::kTokenEmbd)) {
     if (options_.output_tensor_type) return *options_.output_tensor_type;
     const int64_t block = TraitsOf(type).block_size;
     if (falcon || dims[0] % block != 0) return Type::kQ8_0;
@@ -343,9 +389,9 @@ Type TypeSelector::MixType(Type type, const std::string& name, const std::vector
     if (ftype == FileType::kQ2_K) {
       type = Type::kQ3_K;
     } else if (ftype == FileType::kQ3_K_M) {
-      type = i_layer < n_layer / 16                   ? Type::kQ5_K
+      type = i_layer < n_layer / 16                     ? Type::kQ5_K
              : !falcon || UseMoreBits(i_layer, n_layer) ? Type::kQ4_K
-                                                         : Type::kQ3_K;
+                                                        : Type::kQ3_K;
     } else if (ftype == FileType::kQ3_K_L) {
       type = falcon ? Type::kQ4_K : Type::kQ5_K;
     } else if (ftype == FileType::kQ4_K_M) {
@@ -371,9 +417,8 @@ Type TypeSelector::MixType(Type type, const std::string& name, const std::vector
   if (category == Category::kAttnOutput) {
     if (!falcon) {
       if (shape_.n_expert == 8) {
-        if (ftype == FileType::kQ2_K || ftype == FileType::kQ3_K_S ||
-            ftype == FileType::kQ3_K_M || ftype == FileType::kQ4_K_S ||
-            ftype == FileType::kQ4_K_M) {
+        if (ftype == FileType::kQ2_K || ftype == FileType::kQ3_K_S || ftype == FileType::kQ3_K_M ||
+            ftype == FileType::kQ4_K_S || ftype == FileType::kQ4_K_M) {
           type = Type::kQ5_K;
         }
       } else if (ftype == FileType::kQ2_K) {
@@ -409,10 +454,18 @@ Type TypeSelector::ShapeFallback(const std::string& name, int64_t ncols, Type ty
   Type fallback;
   switch (type) {
     case Type::kQ2_K:
-    case Type::kQ3_K: fallback = Type::kQ4_0; break;
-    case Type::kQ4_K: fallback = Type::kQ5_0; break;
-    case Type::kQ5_K: fallback = Type::kQ5_1; break;
-    case Type::kQ6_K: fallback = Type::kQ8_0; break;
+    case Type::kQ3_K:
+      fallback = Type::kQ4_0;
+      break;
+    case Type::kQ4_K:
+      fallback = Type::kQ5_0;
+      break;
+    case Type::kQ5_K:
+      fallback = Type::kQ5_1;
+      break;
+    case Type::kQ6_K:
+      fallback = Type::kQ8_0;
+      break;
     default:
       // llama-quantize gives up here; f16 keeps every weight of any row length.
       note = name + ": row length " + std::to_string(ncols) + " is not a multiple of " +

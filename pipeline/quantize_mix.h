@@ -41,10 +41,10 @@ enum class FileType : uint32_t {
 inline constexpr uint32_t kFileTypeGuessed = 1024;
 
 struct Preset {
-  const char* name;       // llama-quantize's spelling, e.g. "Q4_K_M"
+  const char* name;  // llama-quantize's spelling, e.g. "Q4_K_M"
   FileType file_type;
-  Type default_type;      // the type most tensors get
-  bool copy_only;         // COPY: tensors keep their types
+  Type default_type;  // the type most tensors get
+  bool copy_only;     // COPY: tensors keep their types
 };
 
 // The preset named (case-insensitively) by name, or by its numeric file type; nullopt if none.
@@ -99,8 +99,18 @@ class TypeSelector {
 
  private:
   enum class Category {
-    kTokenEmbd, kAttnQ, kAttnV, kAttnK, kAttnQkv, kAttnKvB, kAttnOutput,
-    kFfnUp, kFfnGate, kFfnDown, kOutput, kOther
+    kTokenEmbd,
+    kAttnQ,
+    kAttnV,
+    kAttnK,
+    kAttnQkv,
+    kAttnKvB,
+    kAttnOutput,
+    kFfnUp,
+    kFfnGate,
+    kFfnDown,
+    kOutput,
+    kOther
   };
   static Category CategoryOf(const std::string& name);
   bool AllowsQuantization(const std::string& name, const std::vector<int64_t>& dims) const;
@@ -127,7 +137,8 @@ bool WeightNameLess(const std::string& a, const std::string& b);
 
 // The file type llama's loader reports for a model: general.file_type if present, else guessed
 // from the most common tensor type (with kFileTypeGuessed set).
-uint32_t ModelFileType(const std::vector<GgufKv>& kv, const std::vector<Type>& tensor_types_in_order);
+uint32_t ModelFileType(const std::vector<GgufKv>& kv,
+                       const std::vector<Type>& tensor_types_in_order);
 
 // Parses a ggml type name for --output-tensor-type etc. (case-insensitive); throws Error for an
 // unknown name or one hwyquant cannot produce.

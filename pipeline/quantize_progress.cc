@@ -7,10 +7,14 @@ namespace hwyquant {
 
 const char* QuantizeStageName(QuantizeStage stage) {
   switch (stage) {
-    case QuantizeStage::kPlanning: return "planning";
-    case QuantizeStage::kTensorDone: return "quantizing";
-    case QuantizeStage::kFinishing: return "writing";
-    case QuantizeStage::kDone: return "done";
+    case QuantizeStage::kPlanning:
+      return "planning";
+    case QuantizeStage::kTensorDone:
+      return "quantizing";
+    case QuantizeStage::kFinishing:
+      return "writing";
+    case QuantizeStage::kDone:
+      return "done";
   }
   return "unknown";
 }
@@ -57,9 +61,9 @@ void ConsoleProgress::OnProgress(const QuantizeProgress& p) {
       p.bytes_total > 0 ? static_cast<double>(p.bytes_done) / p.bytes_total : 1.0;
   const double eta = fraction > 0 && fraction < 1 ? seconds * (1 - fraction) / fraction : 0.0;
   std::fprintf(stream_, "\r\x1b[K[%*zu/%zu] %3.0f%% %8.1f MB/s  ETA %3d:%02d  %.*s", width,
-               p.tensor_index, p.tensor_count, fraction * 100, mb_per_s,
-               static_cast<int>(eta) / 60, static_cast<int>(eta) % 60,
-               static_cast<int>(p.tensor_name.size()), p.tensor_name.data());
+               p.tensor_index, p.tensor_count, fraction * 100, mb_per_s, static_cast<int>(eta) / 60,
+               static_cast<int>(eta) % 60, static_cast<int>(p.tensor_name.size()),
+               p.tensor_name.data());
   std::fflush(stream_);
   line_shown_ = true;
 }

@@ -29,12 +29,10 @@ struct DtypeInfo {
 };
 
 constexpr DtypeInfo kDtypes[] = {
-    {StDtype::kBool, "BOOL", 1},      {StDtype::kU8, "U8", 1},
-    {StDtype::kI8, "I8", 1},          {StDtype::kI16, "I16", 2},
-    {StDtype::kI32, "I32", 4},        {StDtype::kI64, "I64", 8},
-    {StDtype::kF16, "F16", 2},        {StDtype::kBF16, "BF16", 2},
-    {StDtype::kF32, "F32", 4},        {StDtype::kF64, "F64", 8},
-    {StDtype::kF8E4M3, "F8_E4M3", 1}, {StDtype::kF8E5M2, "F8_E5M2", 1},
+    {StDtype::kBool, "BOOL", 1}, {StDtype::kU8, "U8", 1},          {StDtype::kI8, "I8", 1},
+    {StDtype::kI16, "I16", 2},   {StDtype::kI32, "I32", 4},        {StDtype::kI64, "I64", 8},
+    {StDtype::kF16, "F16", 2},   {StDtype::kBF16, "BF16", 2},      {StDtype::kF32, "F32", 4},
+    {StDtype::kF64, "F64", 8},   {StDtype::kF8E4M3, "F8_E4M3", 1}, {StDtype::kF8E5M2, "F8_E5M2", 1},
 };
 
 // A few hundred dimensions is already absurd; the bound keeps the overflow
@@ -66,8 +64,7 @@ std::string Quoted(const std::string& s) {
 class DuplicateKeyCheck {
  public:
   explicit DuplicateKeyCheck(const std::string& label) : label_(label) {}
-  bool operator()(int depth, nlohmann::json::parse_event_t event,
-                  nlohmann::json& parsed) {
+  bool operator()(int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using E = nlohmann::json::parse_event_t;
     (void)depth;
     if (event == E::object_start) {
@@ -110,29 +107,25 @@ int64_t StTensor::ElementCount() const {
   return n;
 }
 
-StHeader ParseSafetensorsHeader(const uint8_t* bytes, size_t size,
-                                uint64_t file_size, const std::string& label) {
+StHeader ParseSafetensorsHeader(const uint8_t* bytes, size_t size, uint64_t file_size,
+                                const std::string& label) {
   if (size < 8 || file_size < 8) {
-    Fail(label,
-         "file is " + std::to_string(file_size) +
-             " bytes, too short for the 8-byte safetensors header length");
+    Fail(label, "file is " + std::to_string(file_size) +
+                    " bytes, too short for the 8-byte safetensors header length");
   }
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
   if (header_len > kMaxSafetensorsHeader) {
-    Fail(label, "header length " + std::to_string(header_len) +
-                    " exceeds the limit of " +
+    Fail(label, "header length " + std::to_string(header_len) + " exceeds the limit of " +
                     std::to_string(kMaxSafetensorsHeader) + " bytes");
   }
   if (header_len > file_size - 8) {
-    Fail(label, "header length " + std::to_string(header_len) +
-                    " runs past the end of the " + std::to_string(file_size) +
-                    "-byte file");
+    Fail(label, "header length " + std::to_string(header_len) + " runs past the end of the " +
+                    std::to_string(file_size) + "-byte file");
   }
   if (header_len > size - 8) {
-    Fail(label, "header length " + std::to_string(header_len) +
-                    " is larger than the " + std::to_string(size - 8) +
-                    " bytes available");
+    Fail(label, "header length " + std::to_string(header_len) + " is larger than the " +
+                    std::to_string(size - 8) + " bytes available");
   }
   if (header_len == 0 || bytes[8] != '{') {
     Fail(label, "header does not start with a JSON object '{'");
@@ -140,8 +133,7 @@ StHeader ParseSafetensorsHeader(const uint8_t* bytes, size_t size,
   const char* text = reinterpret_cast<const char*>(bytes + 8);
   nlohmann::json root;
   try {
-    root = nlohmann::json::parse(text, text + header_len,
-                                 DuplicateKeyCheck(label));
+    root = nlohmann::json::parse(text, text + header_len, DuplicateKeyCheck(label));
   } catch (const nlohmann::json::exception& e) {
     Fail(label, std::string("header is not valid JSON: ") + e.what());
   }
@@ -158,8 +150,7 @@ StHeader ParseSafetensorsHeader(const uint8_t* bytes, size_t size,
       if (!info.is_object()) Fail(label, "__metadata__ is not an object");
       for (auto m = info.begin(); m != info.end(); ++m) {
         if (!m.value().is_string()) {
-          Fail(label,
-               "__metadata__ value of " + Quoted(m.key()) + " is not a string");
+          Fail(label, "__metadata__ value of " + Quoted(m.key()) + " is not a string");
         }
       }
       continue;
@@ -187,8 +178,7 @@ StHeader ParseSafetensorsHeader(const uint8_t* bytes, size_t size,
       Fail(label, where + ": field 'shape' is missing or not an array");
     }
     if (shape_it->size() > kMaxRank) {
-      Fail(label, where + ": shape has " + std::to_string(shape_it->size()) +
-                      " dimensions");
+      Fail(label, where + ": shape has " + std::to_string(shape_it->size()) + " dimensions");
     }
     // The byte count is checked against data_offsets, which are bounded by the
     // file size, so the element count may not exceed the file size either: that
@@ -197,19 +187,16 @@ StHeader ParseSafetensorsHeader(const uint8_t* bytes, size_t size,
     bool zero_dim = false;
     for (const nlohmann::json& dim : *shape_it) {
       if (!dim.is_number_unsigned()) {
-        Fail(label, where + ": field 'shape' holds " + dim.dump() +
-                        ", not a non-negative integer");
+        Fail(label, where + ": field 'shape' holds " + dim.dump() + ", not a non-negative integer");
       }
       const uint64_t d = dim.get<uint64_t>();
-      if (d > static_cast<uint64_t>(INT64_MAX))
-        Fail(label, where + ": dimension too large");
+      if (d > static_cast<uint64_t>(INT64_MAX)) Fail(label, where + ": dimension too large");
       t.shape.push_back(static_cast<int64_t>(d));
       if (d == 0) zero_dim = true;
       if (!zero_dim) {
         bytes_needed *= d;
         if (bytes_needed > file_size) {
-          Fail(label,
-               where + ": shape needs more bytes than the whole file holds");
+          Fail(label, where + ": shape needs more bytes than the whole file holds");
         }
       }
     }
@@ -217,10 +204,8 @@ StHeader ParseSafetensorsHeader(const uint8_t* bytes, size_t size,
 
     const auto off_it = info.find("data_offsets");
     if (off_it == info.end() || !off_it->is_array() || off_it->size() != 2 ||
-        !(*off_it)[0].is_number_unsigned() ||
-        !(*off_it)[1].is_number_unsigned()) {
-      Fail(label,
-           where + ": field 'data_offsets' must be two non-negative integers");
+        !(*off_it)[0].is_number_unsigned() || !(*off_it)[1].is_number_unsigned()) {
+      Fail(label, where + ": field 'data_offsets' must be two non-negative integers");
     }
     t.begin = (*off_it)[0].get<uint64_t>();
     t.end = (*off_it)[1].get<uint64_t>();
@@ -230,13 +215,11 @@ StHeader ParseSafetensorsHeader(const uint8_t* bytes, size_t size,
     }
     if (t.end > data_size) {
       Fail(label, where + ": data_offsets end " + std::to_string(t.end) +
-                      " is past the data section's " +
-                      std::to_string(data_size) + " bytes");
+                      " is past the data section's " + std::to_string(data_size) + " bytes");
     }
     if (static_cast<unsigned __int128>(t.end - t.begin) != bytes_needed) {
-      Fail(label, where + ": data_offsets cover " +
-                      std::to_string(t.end - t.begin) + " bytes but dtype " +
-                      dtype_name + " and the shape need " +
+      Fail(label, where + ": data_offsets cover " + std::to_string(t.end - t.begin) +
+                      " bytes but dtype " + dtype_name + " and the shape need " +
                       std::to_string(static_cast<uint64_t>(bytes_needed)));
     }
     header.tensors.push_back(std::move(t));
@@ -246,36 +229,31 @@ StHeader ParseSafetensorsHeader(const uint8_t* bytes, size_t size,
   // bytes), no gap, no trailing bytes. Zero-sized tensors sit anywhere.
   std::vector<const StTensor*> by_offset;
   for (const StTensor& t : header.tensors) by_offset.push_back(&t);
-  std::sort(by_offset.begin(), by_offset.end(),
-            [](const StTensor* a, const StTensor* b) {
-              return a->begin != b->begin ? a->begin < b->begin
-                                          : a->end < b->end;
-            });
+  std::sort(by_offset.begin(), by_offset.end(), [](const StTensor* a, const StTensor* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
   uint64_t expected = 0;
   const StTensor* previous = nullptr;
   for (const StTensor* t : by_offset) {
     if (t->begin == t->end) continue;
     if (t->begin < expected) {
-      Fail(label, "tensor " + Quoted(t->name) + " data overlaps tensor " +
-                      Quoted(previous->name) + " at byte " +
-                      std::to_string(t->begin));
+      Fail(label, "tensor " + Quoted(t->name) + " data overlaps tensor " + Quoted(previous->name) +
+                      " at byte " + std::to_string(t->begin));
     }
     if (t->begin > expected) {
       Fail(label, "gap of " + std::to_string(t->begin - expected) +
-                      " unused bytes in the data section before tensor " +
-                      Quoted(t->name));
+                      " unused bytes in the data section before tensor " + Quoted(t->name));
     }
     expected = t->end;
     previous = t;
   }
   if (expected != data_size) {
-    Fail(label, "data section is " + std::to_string(data_size) +
-                    " bytes but the tensors cover " + std::to_string(expected));
+    Fail(label, "data section is " + std::to_string(data_size) + " bytes but the tensors cover " +
+                    std::to_string(expected));
   }
 
-  std::sort(
-      header.tensors.begin(), header.tensors.end(),
-      [](const StTensor& a, const StTensor& b) { return a.name < b.name; });
+  std::sort(header.tensors.begin(), header.tensors.end(),
+            [](const StTensor& a, const StTensor& b) { return a.name < b.name; });
   return header;
 }
 
@@ -295,9 +273,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   map_size_ = static_cast<size_t>(st.st_size);
   if (map_size_ < 8) {
     ::close(fd);
-    Fail(path,
-         "file is " + std::to_string(map_size_) +
-             " bytes, too short for the 8-byte safetensors header length");
+    Fail(path, "file is " + std::to_string(map_size_) +
+                   " bytes, too short for the 8-byte safetensors header length");
   }
   map_ = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
   const int err = errno;
@@ -307,8 +284,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     Fail(path, std::string("cannot map: ") + std::strerror(err));
   }
   try {
-    header_ = ParseSafetensorsHeader(static_cast<const uint8_t*>(map_),
-                                     map_size_, map_size_, path);
+    header_ = ParseSafetensorsHeader(static_cast<const uint8_t*>(map_), map_size_, map_size_, path);
   } catch (...) {
     ::munmap(map_, map_size_);
     map_ = nullptr;
@@ -321,9 +297,8 @@ SafetensorsFile::~SafetensorsFile() {
 }
 
 const StTensor* SafetensorsFile::Find(const std::string& name) const {
-  auto it = std::lower_bound(
-      header_.tensors.begin(), header_.tensors.end(), name,
-      [](const StTensor& t, const std::string& n) { return t.name < n; });
+  auto it = std::lower_bound(header_.tensors.begin(), header_.tensors.end(), name,
+                             [](const StTensor& t, const std::string& n) { return t.name < n; });
   if (it == header_.tensors.end() || it->name != name) return nullptr;
   return &*it;
 }
@@ -353,8 +328,7 @@ bool IsRegularFile(const std::string& path) {
 
 std::vector<std::string> ListModelShards(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
-  if (!d)
-    Fail(dir, std::string("cannot open directory: ") + std::strerror(errno));
+  if (!d) Fail(dir, std::string("cannot open directory: ") + std::strerror(errno));
   std::vector<std::string> names;
   while (dirent* e = ::readdir(d)) {
     const std::string name = e->d_name;
@@ -387,22 +361,18 @@ SafetensorsModel::SafetensorsModel(const std::string& dir) {
     } catch (const nlohmann::json::exception& e) {
       Fail(index_path, std::string("not valid JSON: ") + e.what());
     }
-    if (!index.is_object() || !index.contains("weight_map") ||
-        !index["weight_map"].is_object()) {
+    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
       Fail(index_path, "field 'weight_map' is missing or not an object");
     }
     std::set<std::string> unique_shards;
-    for (auto it = index["weight_map"].begin(); it != index["weight_map"].end();
-         ++it) {
+    for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
       if (!it.value().is_string()) {
-        Fail(index_path,
-             "weight_map entry " + Quoted(it.key()) + " is not a file name");
+        Fail(index_path, "weight_map entry " + Quoted(it.key()) + " is not a file name");
       }
       const std::string& shard = it.value().get_ref<const std::string&>();
-      if (shard.empty() || shard.find('/') != std::string::npos ||
-          shard == "..") {
-        Fail(index_path, "weight_map entry " + Quoted(it.key()) + " names " +
-                             Quoted(shard) + ", not a file of this folder");
+      if (shard.empty() || shard.find('/') != std::string::npos || shard == "..") {
+        Fail(index_path, "weight_map entry " + Quoted(it.key()) + " names " + Quoted(shard) +
+                             ", not a file of this folder");
       }
       weight_map[it.key()] = shard;
       unique_shards.insert(shard);
@@ -412,17 +382,14 @@ SafetensorsModel::SafetensorsModel(const std::string& dir) {
     shard_names = ListModelShards(dir);
   }
   if (shard_names.empty()) {
-    Fail(dir,
-         "no model*.safetensors files (and no model.safetensors.index.json)");
+    Fail(dir, "no model*.safetensors files (and no model.safetensors.index.json)");
   }
 
-  std::map<std::string, std::string>
-      seen;  // tensor name -> shard, to reject duplicates
+  std::map<std::string, std::string> seen;  // tensor name -> shard, to reject duplicates
   for (const std::string& shard : shard_names) {
     const std::string path = dir + "/" + shard;
     if (has_index && !IsRegularFile(path)) {
-      Fail(index_path,
-           "names shard " + Quoted(shard) + ", which is missing from " + dir);
+      Fail(index_path, "names shard " + Quoted(shard) + ", which is missing from " + dir);
     }
     files_.push_back(std::make_unique<SafetensorsFile>(path));
     const SafetensorsFile* file = files_.back().get();
@@ -442,20 +409,16 @@ SafetensorsModel::SafetensorsModel(const std::string& dir) {
       if (it == seen.end()) {
         missing.push_back(name + " (expected in " + shard + ")");
       } else if (it->second != shard) {
-        extra.push_back(name + " (found in " + it->second + ", index says " +
-                        shard + ")");
+        extra.push_back(name + " (found in " + it->second + ", index says " + shard + ")");
       }
     }
     for (const auto& [name, shard] : seen) {
-      if (!weight_map.count(name))
-        extra.push_back(name + " (in " + shard + ", not in index)");
+      if (!weight_map.count(name)) extra.push_back(name + " (in " + shard + ", not in index)");
     }
     if (!missing.empty() || !extra.empty()) {
       std::string msg = "weight_map disagrees with the shards:";
-      for (size_t i = 0; i < missing.size() && i < 10; ++i)
-        msg += " missing " + missing[i] + ";";
-      for (size_t i = 0; i < extra.size() && i < 10; ++i)
-        msg += " " + extra[i] + ";";
+      for (size_t i = 0; i < missing.size() && i < 10; ++i) msg += " missing " + missing[i] + ";";
+      for (size_t i = 0; i < extra.size() && i < 10; ++i) msg += " " + extra[i] + ";";
       Fail(index_path, msg);
     }
   }

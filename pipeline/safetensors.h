@@ -12,20 +12,7 @@
 namespace hwyquant {
 
 // Element types a safetensors header may declare.
-enum class StDtype {
-  kBool,
-  kU8,
-  kI8,
-  kI16,
-  kI32,
-  kI64,
-  kF16,
-  kBF16,
-  kF32,
-  kF64,
-  kF8E4M3,
-  kF8E5M2
-};
+enum class StDtype { kBool, kU8, kI8, kI16, kI32, kI64, kF16, kBF16, kF32, kF64, kF8E4M3, kF8E5M2 };
 
 // Bytes per element; the name as spelled in headers ("BF16").
 size_t StDtypeSize(StDtype dtype);
@@ -59,8 +46,8 @@ struct StHeader {
 // UTF-8, duplicate names, unknown dtypes, negative or overflowing shapes,
 // data_offsets that disagree with dtype*shape, overlapping or non-contiguous
 // tensor data, and data that does not end exactly at the end of the file.
-StHeader ParseSafetensorsHeader(const uint8_t* bytes, size_t size,
-                                uint64_t file_size, const std::string& label);
+StHeader ParseSafetensorsHeader(const uint8_t* bytes, size_t size, uint64_t file_size,
+                                const std::string& label);
 
 // One read-only mapped .safetensors file.
 class SafetensorsFile {
@@ -105,9 +92,7 @@ class SafetensorsModel {
 
   const std::vector<StEntry>& entries() const { return entries_; }
   const StEntry* Find(const std::string& name) const;
-  const std::vector<std::unique_ptr<SafetensorsFile>>& files() const {
-    return files_;
-  }
+  const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

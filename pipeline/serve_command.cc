@@ -16,9 +16,10 @@
 namespace hwyquant {
 
 void RegisterServeCommand(CLI::App& app) {
-  CLI::App* cmd = app.add_subcommand(
-      "serve", "Run the quantization job server (LocalAI's /api/quantization API; "
-               "`hwyquant serve --help` lists its options)");
+  CLI::App* cmd =
+      app.add_subcommand("serve",
+                         "Run the quantization job server (LocalAI's /api/quantization API; "
+                         "`hwyquant serve --help` lists its options)");
   cmd->prefix_command();  // every argument goes to hwyquant-serve, which checks them
   cmd->set_help_flag();   // ... --help included
   cmd->callback([cmd] {
@@ -29,8 +30,8 @@ void RegisterServeCommand(CLI::App& app) {
     argv.push_back(nullptr);
     std::fflush(stdout);
     ::execv(server.c_str(), argv.data());
-    throw Error("cannot run the job server '" + server + "' (installed beside hwyquant): " +
-                std::strerror(errno));
+    throw Error("cannot run the job server '" + server +
+                "' (installed beside hwyquant): " + std::strerror(errno));
   });
 }
 

@@ -1,19 +1,18 @@
 // `hwyquant serve`: HTTP routes of LocalAI's quantization API, authentication, limits, SSE, CLI.
 #include "pipeline/server.h"
 
+#include <httplib.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
-#include <thread>
-
-#include <CLI/CLI.hpp>
-#include <httplib.h>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "pipeline/jobs.h"
 #include "web/assets.h"
@@ -96,8 +95,9 @@ void AddRoutes(httplib::Server& svr, ServerState& state) {
 
   svr.Post(kJobsPath, Guard([&](const httplib::Request& req, httplib::Response& res) {
              JobRecord job = jobs.Create(ParseBody(req, false));
-             SendJson(res, 201,
-                      {{"id", job.id}, {"status", job.status}, {"message", "Quantization job started"}});
+             SendJson(
+                 res, 201,
+                 {{"id", job.id}, {"status", job.status}, {"message", "Quantization job started"}});
            }));
 
   svr.Get(kJobsPath, Guard([&](const httplib::Request&, httplib::Response& res) {
@@ -153,22 +153,22 @@ void AddRoutes(httplib::Server& svr, ServerState& state) {
             res.set_header("Content-Disposition", "attachment; filename=\"" + name + "\"");
             res.set_header("Accept-Ranges", "bytes");
             // httplib slices the provider for Range requests (206, Content-Range).
-            res.set_content_provider(
-                static_cast<size_t>(size), "application/octet-stream",
-                [in](size_t offset, size_t length, httplib::DataSink& sink) {
-                  char buf[1 << 16];
-                  in->clear();
-                  in->seekg(static_cast<std::streamoff>(offset));
-                  while (length > 0) {
-                    size_t want = std::min(length, sizeof(buf));
-                    in->read(buf, static_cast<std::streamsize>(want));
-                    std::streamsize got = in->gcount();
-                    if (got <= 0) return false;
-                    if (!sink.write(buf, static_cast<size_t>(got))) return false;
-                    length -= static_cast<size_t>(got);
-                  }
-                  return true;
-                });
+            res.set_content_provider(static_cast<size_t>(size), "application/octet-stream",
+                                     [in](size_t offset, size_t length, httplib::DataSink& sink) {
+                                       char buf[1 << 16];
+                                       in->clear();
+                                       in->seekg(static_cast<std::streamoff>(offset));
+                                       while (length > 0) {
+                                         size_t want = std::min(length, sizeof(buf));
+                                         in->read(buf, static_cast<std::streamsize>(want));
+                                         std::streamsize got = in->gcount();
+                                         if (got <= 0) return false;
+                                         if (!sink.write(buf, static_cast<size_t>(got)))
+                                           return false;
+                                         length -= static_cast<size_t>(got);
+                                       }
+                                       return true;
+                                     });
           }));
 
   svr.Get(std::string(kJobPattern) + "/stats",
@@ -344,8 +344,8 @@ int RunServer(const ServeOptions& options) {
     state.manager->Shutdown();
     return 1;
   }
-  bool loopback = options.host == "127.0.0.1" || options.host == "::1" ||
-                  options.host == "localhost";
+  bool loopback =
+      options.host == "127.0.0.1" || options.host == "::1" || options.host == "localhost";
   if (!loopback && options.api_key.empty()) {
     std::fprintf(stderr,
                  "hwyquant serve: warning: listening on %s without --api-key: anyone who can "
@@ -380,9 +380,9 @@ void ConfigureServeCommand(CLI::App& cmd) {
   cmd.add_option("--host", options->host, "Address to bind (default 127.0.0.1: local only)");
   cmd.add_option("--port", options->port, "TCP port; 0 picks a free one")
       ->check(CLI::Range(0, 65535));
-  cmd.add_option("--data-dir", options->data_dir,
-                 "Jobs database, job outputs and imported models (default " + DefaultDataDir() +
-                     ")");
+  cmd.add_option(
+      "--data-dir", options->data_dir,
+      "Jobs database, job outputs and imported models (default " + DefaultDataDir() + ")");
   cmd.add_option("--api-key", options->api_key,
                  "Require 'Authorization: Bearer KEY' on every request (or set "
                  "HWYQUANT_API_KEY)");

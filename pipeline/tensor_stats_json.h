@@ -20,8 +20,7 @@
 
 namespace hwyquant {
 
-inline void EmitTensorStatsJson(ProgressJsonSink& sink,
-                                const QuantizePlan& plan,
+inline void EmitTensorStatsJson(ProgressJsonSink& sink, const QuantizePlan& plan,
                                 const QuantizeResult& result) {
   std::map<std::string, const TensorStats*> by_name;
   for (const TensorStats& s : result.stats) by_name[s.name] = &s;
@@ -36,8 +35,7 @@ inline void EmitTensorStatsJson(ProgressJsonSink& sink,
     if (it != by_name.end()) {
       event.metrics["rmse"] = it->second->rmse;
       event.metrics["max_abs_error"] = it->second->max_abs_error;
-      event.metrics["relative_output_error"] =
-          it->second->relative_output_error;
+      event.metrics["relative_output_error"] = it->second->relative_output_error;
     } else if (!t.converts()) {
       event.metrics["rmse"] = 0;
       event.metrics["max_abs_error"] = 0;

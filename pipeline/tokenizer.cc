@@ -46,9 +46,8 @@ bool ValidUtf8(const std::string& s) {
       if ((cc & 0xC0) != 0x80) return false;
       cp = (cp << 6) | (cc & 0x3F);
     }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-        (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
       return false;
     }
     i += len;
@@ -83,8 +82,7 @@ class ProtoReader {
   // A length-delimited field's bytes.
   std::pair<const uint8_t*, size_t> Bytes() {
     const uint64_t len = Varint();
-    if (len > static_cast<uint64_t>(end_ - p_))
-      Fail("length-delimited field runs past its end");
+    if (len > static_cast<uint64_t>(end_ - p_)) Fail("length-delimited field runs past its end");
     const uint8_t* start = p_;
     p_ += len;
     return {start, static_cast<size_t>(len)};
@@ -109,8 +107,8 @@ class ProtoReader {
     }
   }
   [[noreturn]] void Fail(const std::string& what) const {
-    throw Error(label_ + ": malformed sentencepiece model at byte " +
-                std::to_string(p_ - base_) + ": " + what);
+    throw Error(label_ + ": malformed sentencepiece model at byte " + std::to_string(p_ - base_) +
+                ": " + what);
   }
 
  private:
@@ -120,8 +118,7 @@ class ProtoReader {
   const std::string& label_;
 };
 
-SentencePiece ParsePiece(const uint8_t* data, size_t size, size_t index,
-                         const std::string& label) {
+SentencePiece ParsePiece(const uint8_t* data, size_t size, size_t index, const std::string& label) {
   ProtoReader r(data, size, label);
   SentencePiece piece;
   while (!r.done()) {
@@ -132,8 +129,7 @@ SentencePiece ParsePiece(const uint8_t* data, size_t size, size_t index,
       auto [p, n] = r.Bytes();
       piece.piece.assign(reinterpret_cast<const char*>(p), n);
       if (!ValidUtf8(piece.piece)) {
-        throw Error(label + ": piece " + std::to_string(index) +
-                    " is not valid UTF-8");
+        throw Error(label + ": piece " + std::to_string(index) + " is not valid UTF-8");
       }
     } else if (field == 2 && wire == 5) {
       const uint32_t bits = r.Fixed32();
@@ -141,8 +137,8 @@ SentencePiece ParsePiece(const uint8_t* data, size_t size, size_t index,
     } else if (field == 3 && wire == 0) {
       const uint64_t type = r.Varint();
       if (type < 1 || type > 6) {
-        throw Error(label + ": piece " + std::to_string(index) +
-                    " has unknown type " + std::to_string(type));
+        throw Error(label + ": piece " + std::to_string(index) + " has unknown type " +
+                    std::to_string(type));
       }
       piece.type = static_cast<PieceType>(type);
     } else {
@@ -164,18 +160,15 @@ struct SpecialVocab {
   std::optional<bool> normalizer_lowercase;
   std::optional<bool> normalizer_strip_accents;
 
-  void SetId(const std::string& type, const Json& id,
-             const std::string& source) {
+  void SetId(const std::string& type, const Json& id, const std::string& source) {
     // Python's isinstance(x, int) accepts bools as well.
     if (!id.is_number_integer() && !id.is_boolean()) return;
-    const int64_t value =
-        id.is_boolean() ? (id.get<bool>() ? 1 : 0) : id.get<int64_t>();
+    const int64_t value = id.is_boolean() ? (id.get<bool>() ? 1 : 0) : id.get<int64_t>();
     if (value < 0) {
-      throw Error(source + ": invalid value for special token type " + type +
-                  ": " + std::to_string(value));
+      throw Error(source + ": invalid value for special token type " + type + ": " +
+                  std::to_string(value));
     }
-    if (n_vocab && value >= *n_vocab)
-      return;  // out of range: convert skips it with a warning
+    if (n_vocab && value >= *n_vocab) return;  // out of range: convert skips it with a warning
     for (const auto& [t, v] : ids) {
       if (t == type) return;
     }
@@ -209,8 +202,7 @@ std::string SpecialTokenId(const Json& template_item) {
   return id.is_string() ? id.get<std::string>() : std::string();
 }
 
-void LoadFromTokenizerJson(const std::string& dir, SpecialVocab& sv,
-                           bool load_merges) {
+void LoadFromTokenizerJson(const std::string& dir, SpecialVocab& sv, bool load_merges) {
   const std::string tokenizer_path = dir + "/tokenizer.json";
   const std::string config_path = dir + "/tokenizer_config.json";
   std::optional<Json> tokenizer = LoadJsonFileIfExists(tokenizer_path);
@@ -221,26 +213,21 @@ void LoadFromTokenizerJson(const std::string& dir, SpecialVocab& sv,
       if (merges.is_array() && !merges.empty()) {
         if (merges[0].is_string()) {
           for (const Json& m : merges) {
-            if (!m.is_string())
-              throw Error(tokenizer_path + ": merges mix strings and pairs");
+            if (!m.is_string()) throw Error(tokenizer_path + ": merges mix strings and pairs");
             sv.merges.push_back(m.get<std::string>());
           }
-        } else if (merges[0].is_array() && merges[0].size() == 2 &&
-                   merges[0][0].is_string()) {
+        } else if (merges[0].is_array() && merges[0].size() == 2 && merges[0][0].is_string()) {
           // Pairs may contain spaces; those are written as U+0120 so the pair
           // stays splittable.
           for (const Json& m : merges) {
-            if (!m.is_array() || m.size() != 2 || !m[0].is_string() ||
-                !m[1].is_string()) {
-              throw Error(tokenizer_path +
-                          ": a merge is not a pair of strings");
+            if (!m.is_array() || m.size() != 2 || !m[0].is_string() || !m[1].is_string()) {
+              throw Error(tokenizer_path + ": a merge is not a pair of strings");
             }
             std::string joined;
             for (int part = 0; part < 2; ++part) {
               if (part) joined += ' ';
               for (char c : m[part].get<std::string>()) {
-                joined +=
-                    c == ' ' ? std::string("\xC4\xA0") : std::string(1, c);
+                joined += c == ' ' ? std::string("\xC4\xA0") : std::string(1, c);
               }
             }
             sv.merges.push_back(joined);
@@ -278,8 +265,7 @@ void LoadFromTokenizerJson(const std::string& dir, SpecialVocab& sv,
     if (added.is_array()) added_tokens = added;
   }
   std::optional<Json> config = LoadJsonFileIfExists(config_path);
-  if (config && !config->is_object())
-    throw Error(config_path + ": not a JSON object");
+  if (config && !config->is_object()) throw Error(config_path + ": not a JSON object");
 
   if (tokenizer && JsonTruthy(*tokenizer)) {
     Json empty = Json::object();
@@ -318,11 +304,9 @@ void LoadFromTokenizerJson(const std::string& dir, SpecialVocab& sv,
           continue;
         }
         if (type != "TemplateProcessing") continue;
-        const Json single = Get(processor, "single").is_array()
-                                ? Get(processor, "single")
-                                : Json::array();
-        Json pair = Get(processor, "pair").is_array() ? Get(processor, "pair")
-                                                      : Json::array();
+        const Json single =
+            Get(processor, "single").is_array() ? Get(processor, "single") : Json::array();
+        Json pair = Get(processor, "pair").is_array() ? Get(processor, "pair") : Json::array();
         std::string special_first, special_last;
         if (single.size() > 1) {
           special_first = SpecialTokenId(single[0]);
@@ -331,10 +315,8 @@ void LoadFromTokenizerJson(const std::string& dir, SpecialVocab& sv,
             if (!have_tc) {
               special_bos = first;
             } else if (first != special_bos && first != special_cls) {
-              if (!JsonTruthy(special_bos))
-                tc["bos_token"] = special_bos = first;
-              if (!JsonTruthy(special_cls))
-                tc["cls_token"] = special_cls = first;
+              if (!JsonTruthy(special_bos)) tc["bos_token"] = special_bos = first;
+              if (!JsonTruthy(special_cls)) tc["cls_token"] = special_cls = first;
             }
             sv.SetAdd("bos", first == special_bos || first == special_cls);
           }
@@ -357,29 +339,23 @@ void LoadFromTokenizerJson(const std::string& dir, SpecialVocab& sv,
           }
         }
         if (!pair.empty()) {
-          size_t start = (!special_first.empty() &&
-                          SpecialTokenId(pair[0]) == special_first)
-                             ? 1
-                             : 0;
+          size_t start =
+              (!special_first.empty() && SpecialTokenId(pair[0]) == special_first) ? 1 : 0;
           size_t stop = pair.size();
-          if (!special_last.empty() &&
-              SpecialTokenId(pair[pair.size() - 1]) == special_last) {
+          if (!special_last.empty() && SpecialTokenId(pair[pair.size() - 1]) == special_last) {
             stop = pair.size() - 1;
           }
           Json middle = Json::array();
           for (size_t i = start; i < stop; ++i) middle.push_back(pair[i]);
           if (!middle.empty()) {
             const Json a = Get(Get(middle[0], "Sequence"), "id");
-            const Json b =
-                Get(Get(middle[middle.size() - 1], "Sequence"), "id");
+            const Json b = Get(Get(middle[middle.size() - 1], "Sequence"), "id");
             if (a == "A" && b == "B" && middle.size() > 2) {
               bool add_sep = false;
               const std::string entry = SpecialTokenId(middle[1]);
               if (!entry.empty()) {
                 const Json e(entry);
-                if ((e == special_sep || e == special_eos) &&
-                    special_last.empty())
-                  add_sep = true;
+                if ((e == special_sep || e == special_eos) && special_last.empty()) add_sep = true;
               }
               if (middle.size() - 2 == 2) {
                 const std::string second = SpecialTokenId(middle[2]);
@@ -389,8 +365,7 @@ void LoadFromTokenizerJson(const std::string& dir, SpecialVocab& sv,
                 }
               }
               sv.SetAdd("sep", add_sep);
-              if (add_sep && !JsonTruthy(special_sep) && have_tc)
-                tc["sep_token"] = special_eos;
+              if (add_sep && !JsonTruthy(special_sep) && have_tc) tc["sep_token"] = special_eos;
             }
           }
         }
@@ -409,18 +384,14 @@ void LoadFromTokenizerJson(const std::string& dir, SpecialVocab& sv,
     // additional_chat_templates/; we do not guess their order (Python's glob
     // order is the directory's), so they are refused.
     if (PathIsDirectory(dir + "/additional_chat_templates")) {
-      throw Error(
-          dir +
-          "/additional_chat_templates: named chat templates are not supported");
+      throw Error(dir + "/additional_chat_templates: named chat templates are not supported");
     }
   } else if (PathIsFile(template_json_path)) {
     template_alt = Get(LoadJsonFile(template_json_path), "chat_template");
   }
-  Json chat_template = tc.contains("chat_template")
-                           ? tc["chat_template"]
-                           : (template_alt ? *template_alt : Json());
-  if (chat_template.is_string() || chat_template.is_array())
-    sv.chat_template = chat_template;
+  Json chat_template =
+      tc.contains("chat_template") ? tc["chat_template"] : (template_alt ? *template_alt : Json());
+  if (chat_template.is_string() || chat_template.is_array()) sv.chat_template = chat_template;
 
   for (const std::string& type : sv.types) {
     const Json add_entry = Get(tc, ("add_" + type + "_token").c_str());
@@ -457,9 +428,8 @@ void LoadFromConfigJson(const std::string& dir, SpecialVocab& sv) {
 
 SpecialVocab LoadSpecialVocab(const std::string& dir, bool load_merges,
                               std::optional<int64_t> n_vocab,
-                              std::vector<std::string> types = {
-                                  "bos", "eos", "unk", "sep", "pad", "cls",
-                                  "mask"}) {
+                              std::vector<std::string> types = {"bos", "eos", "unk", "sep", "pad",
+                                                                "cls", "mask"}) {
   SpecialVocab sv;
   sv.types = std::move(types);
   sv.n_vocab = n_vocab;
@@ -474,17 +444,12 @@ SpecialVocab LoadSpecialVocab(const std::string& dir, bool load_merges,
 }
 
 void AppendSpecialVocab(const SpecialVocab& sv, std::vector<GgufKv>& kv) {
-  if (!sv.merges.empty())
-    SetKv(kv, "tokenizer.ggml.merges", GgufValue::StringArray(sv.merges));
+  if (!sv.merges.empty()) SetKv(kv, "tokenizer.ggml.merges", GgufValue::StringArray(sv.merges));
   static const std::map<std::string, std::string> kIdKeys = {
-      {"bos", "tokenizer.ggml.bos_token_id"},
-      {"eos", "tokenizer.ggml.eos_token_id"},
-      {"unk", "tokenizer.ggml.unknown_token_id"},
-      {"sep", "tokenizer.ggml.seperator_token_id"},
-      {"pad", "tokenizer.ggml.padding_token_id"},
-      {"mask", "tokenizer.ggml.mask_token_id"},
-      {"eot", "tokenizer.ggml.eot_token_id"},
-      {"eom", "tokenizer.ggml.eom_token_id"},
+      {"bos", "tokenizer.ggml.bos_token_id"},     {"eos", "tokenizer.ggml.eos_token_id"},
+      {"unk", "tokenizer.ggml.unknown_token_id"}, {"sep", "tokenizer.ggml.seperator_token_id"},
+      {"pad", "tokenizer.ggml.padding_token_id"}, {"mask", "tokenizer.ggml.mask_token_id"},
+      {"eot", "tokenizer.ggml.eot_token_id"},     {"eom", "tokenizer.ggml.eom_token_id"},
   };
   for (const auto& [type, id] : sv.ids) {
     auto it = kIdKeys.find(type);
@@ -505,16 +470,14 @@ void AppendSpecialVocab(const SpecialVocab& sv, std::vector<GgufKv>& kv) {
     const Json& t = *sv.chat_template;
     if (t.is_string()) {
       if (!t.get<std::string>().empty()) {
-        SetKv(kv, "tokenizer.chat_template",
-              GgufValue::String(t.get<std::string>()));
+        SetKv(kv, "tokenizer.chat_template", GgufValue::String(t.get<std::string>()));
       }
     } else {
       std::optional<std::string> default_template;
       std::vector<std::string> names;
       for (const Json& choice : t) {
-        std::string name = Get(choice, "name").is_string()
-                               ? Get(choice, "name").get<std::string>()
-                               : std::string();
+        std::string name = Get(choice, "name").is_string() ? Get(choice, "name").get<std::string>()
+                                                           : std::string();
         // Python filters per character: one '_' for each non-alphanumeric code
         // point.
         std::string filtered;
@@ -538,17 +501,14 @@ void AppendSpecialVocab(const SpecialVocab& sv, std::vector<GgufKv>& kv) {
           }
         }
       }
-      if (!names.empty())
-        SetKv(kv, "tokenizer.chat_templates", GgufValue::StringArray(names));
+      if (!names.empty()) SetKv(kv, "tokenizer.chat_templates", GgufValue::StringArray(names));
       if (default_template && !default_template->empty()) {
-        SetKv(kv, "tokenizer.chat_template",
-              GgufValue::String(*default_template));
+        SetKv(kv, "tokenizer.chat_template", GgufValue::String(*default_template));
       }
     }
   }
   if (sv.normalizer_lowercase) {
-    SetKv(kv, "tokenizer.ggml.normalizer.lowercase",
-          GgufValue::Bool(*sv.normalizer_lowercase));
+    SetKv(kv, "tokenizer.ggml.normalizer.lowercase", GgufValue::Bool(*sv.normalizer_lowercase));
   }
   if (sv.normalizer_strip_accents) {
     SetKv(kv, "tokenizer.ggml.normalizer.strip_accents",
@@ -559,21 +519,17 @@ void AppendSpecialVocab(const SpecialVocab& sv, std::vector<GgufKv>& kv) {
 bool LooksSpecial(const std::string& token) {
   auto starts = [&](const std::string& p) { return token.rfind(p, 0) == 0; };
   auto ends = [&](const std::string& s) {
-    return token.size() >= s.size() &&
-           token.compare(token.size() - s.size(), s.size(), s) == 0;
+    return token.size() >= s.size() && token.compare(token.size() - s.size(), s.size(), s) == 0;
   };
-  if (token == "<pad>" || token == "<mask>" || token == "<2mass>" ||
-      token == "[@BOS@]")
+  if (token == "<pad>" || token == "<mask>" || token == "<2mass>" || token == "[@BOS@]")
     return true;
   if (starts("<|") && ends("|>")) return true;
-  if (starts("<\xEF\xBD\x9C") && ends("\xEF\xBD\x9C>"))
-    return true;  // fullwidth bars
+  if (starts("<\xEF\xBD\x9C") && ends("\xEF\xBD\x9C>")) return true;  // fullwidth bars
   if (starts("<unused") && ends(">")) return true;
   return false;
 }
 
-std::string ReplaceAll(std::string s, const std::string& from,
-                       const std::string& to) {
+std::string ReplaceAll(std::string s, const std::string& from, const std::string& to) {
   size_t pos = 0;
   while ((pos = s.find(from, pos)) != std::string::npos) {
     s.replace(pos, from.size(), to);
@@ -584,8 +540,7 @@ std::string ReplaceAll(std::string s, const std::string& from,
 
 }  // namespace
 
-std::vector<SentencePiece> ParseSentencePieceModel(const uint8_t* data,
-                                                   size_t size,
+std::vector<SentencePiece> ParseSentencePieceModel(const uint8_t* data, size_t size,
                                                    const std::string& label) {
   ProtoReader r(data, size, label);
   std::vector<SentencePiece> pieces;
@@ -600,23 +555,18 @@ std::vector<SentencePiece> ParseSentencePieceModel(const uint8_t* data,
       r.Skip(wire);
     }
   }
-  if (pieces.empty())
-    throw Error(label + ": sentencepiece model has no pieces");
+  if (pieces.empty()) throw Error(label + ": sentencepiece model has no pieces");
   return pieces;
 }
 
-bool HasSentencePieceModel(const std::string& dir) {
-  return PathIsFile(dir + "/tokenizer.model");
-}
+bool HasSentencePieceModel(const std::string& dir) { return PathIsFile(dir + "/tokenizer.model"); }
 
-void AppendSentencePieceVocab(const std::string& dir,
-                              std::optional<int64_t> vocab_size_hparam,
+void AppendSentencePieceVocab(const std::string& dir, std::optional<int64_t> vocab_size_hparam,
                               std::vector<GgufKv>& kv) {
   const std::string model_path = dir + "/tokenizer.model";
   const std::string model_bytes = ReadTextFile(model_path);
   const std::vector<SentencePiece> pieces = ParseSentencePieceModel(
-      reinterpret_cast<const uint8_t*>(model_bytes.data()), model_bytes.size(),
-      model_path);
+      reinterpret_cast<const uint8_t*>(model_bytes.data()), model_bytes.size(), model_path);
 
   const int64_t vocab_size = vocab_size_hparam && *vocab_size_hparam != 0
                                  ? *vocab_size_hparam
@@ -627,13 +577,10 @@ void AppendSentencePieceVocab(const std::string& dir,
   }
   std::vector<std::string> tokens(vocab_size);
   std::vector<float> scores(vocab_size, -10000.0f);
-  std::vector<int32_t> types(vocab_size,
-                             static_cast<int32_t>(PieceType::kUnused));
-  for (int64_t i = 0; i < vocab_size; ++i)
-    tokens[i] = "[PAD" + std::to_string(i) + "]";
+  std::vector<int32_t> types(vocab_size, static_cast<int32_t>(PieceType::kUnused));
+  for (int64_t i = 0; i < vocab_size; ++i) tokens[i] = "[PAD" + std::to_string(i) + "]";
 
-  for (size_t id = 0;
-       id < pieces.size() && static_cast<int64_t>(id) < vocab_size; ++id) {
+  for (size_t id = 0; id < pieces.size() && static_cast<int64_t>(id) < vocab_size; ++id) {
     const SentencePiece& p = pieces[id];
     PieceType type = PieceType::kNormal;
     // User-defined pieces count as normal here, as sentencepiece's Is*
@@ -679,11 +626,9 @@ void AppendSentencePieceVocab(const std::string& dir,
         }
         const Json content = Get(it.value(), "content");
         if (!content.is_string()) {
-          throw Error(config_path + ": added_tokens_decoder[" + it.key() +
-                      "].content is missing");
+          throw Error(config_path + ": added_tokens_decoder[" + it.key() + "].content is missing");
         }
-        if (id < 0)
-          throw Error(config_path + ": negative added token id " + it.key());
+        if (id < 0) throw Error(config_path + ": negative added token id " + it.key());
         if (id >= vocab_size) continue;
         std::string token = content.get<std::string>();
         if (JsonTruthy(Get(it.value(), "special")) || LooksSpecial(token)) {
@@ -701,30 +646,23 @@ void AppendSentencePieceVocab(const std::string& dir,
   SetKv(kv, "tokenizer.ggml.model", GgufValue::String("llama"));
   SetKv(kv, "tokenizer.ggml.pre", GgufValue::String("default"));
   SetKv(kv, "tokenizer.ggml.tokens", GgufValue::StringArray(tokens));
-  SetKv(kv, "tokenizer.ggml.scores",
-        GgufValue::ArrayOf(GgufType::kF32, scores));
-  SetKv(kv, "tokenizer.ggml.token_type",
-        GgufValue::ArrayOf(GgufType::kI32, types));
+  SetKv(kv, "tokenizer.ggml.scores", GgufValue::ArrayOf(GgufType::kF32, scores));
+  SetKv(kv, "tokenizer.ggml.token_type", GgufValue::ArrayOf(GgufType::kI32, types));
 
-  AppendSpecialVocab(LoadSpecialVocab(dir, /*load_merges=*/false, vocab_size),
-                     kv);
+  AppendSpecialVocab(LoadSpecialVocab(dir, /*load_merges=*/false, vocab_size), kv);
 }
 
-void AppendFixedSpecialTokens(
-    const std::string& dir, int64_t n_vocab,
-    const std::vector<std::pair<std::string, int64_t>>& fixed_ids,
-    std::vector<GgufKv>& kv) {
+void AppendFixedSpecialTokens(const std::string& dir, int64_t n_vocab,
+                              const std::vector<std::pair<std::string, int64_t>>& fixed_ids,
+                              std::vector<GgufKv>& kv) {
   std::vector<std::string> types;
   for (const auto& [type, id] : fixed_ids) types.push_back(type);
-  SpecialVocab sv =
-      LoadSpecialVocab(dir, /*load_merges=*/false, n_vocab, types);
+  SpecialVocab sv = LoadSpecialVocab(dir, /*load_merges=*/false, n_vocab, types);
   for (const auto& [type, id] : fixed_ids) sv.SetId(type, Json(id), dir);
   AppendSpecialVocab(sv, kv);
 }
 
-bool HasTokenizerJson(const std::string& dir) {
-  return PathIsFile(dir + "/tokenizer.json");
-}
+bool HasTokenizerJson(const std::string& dir) { return PathIsFile(dir + "/tokenizer.json"); }
 
 namespace {
 
@@ -741,29 +679,24 @@ constexpr const char* kQwen2Pattern =
 
 std::string RecognizePreTokenizer(const Json& pre, const std::string& path) {
   const Json type = Get(pre, "type");
-  if (type == "ByteLevel" && Get(pre, "use_regex") != Json(false))
-    return "gpt-2";
+  if (type == "ByteLevel" && Get(pre, "use_regex") != Json(false)) return "gpt-2";
   if (type == "Sequence") {
     const Json list = Get(pre, "pretokenizers");
-    if (list.is_array() && list.size() == 2 &&
-        Get(list[0], "type") == "Split" &&
-        Get(list[1], "type") == "ByteLevel" &&
-        Get(list[1], "use_regex") == Json(false)) {
+    if (list.is_array() && list.size() == 2 && Get(list[0], "type") == "Split" &&
+        Get(list[1], "type") == "ByteLevel" && Get(list[1], "use_regex") == Json(false)) {
       const Json regex = Get(Get(list[0], "pattern"), "Regex");
       if (regex == kLlama3Pattern) return "llama-bpe";
       if (regex == kQwen2Pattern) return "qwen2";
     }
   }
-  throw Error(path + ": unrecognized BPE pre-tokenizer " +
-              pre.dump().substr(0, 200) +
+  throw Error(path + ": unrecognized BPE pre-tokenizer " + pre.dump().substr(0, 200) +
               "; recognized: gpt-2 (ByteLevel), llama-bpe (Llama 3 split), "
               "qwen2 (Qwen2 split)");
 }
 
 }  // namespace
 
-void AppendGpt2Vocab(const std::string& dir,
-                     std::optional<int64_t> vocab_size_hparam,
+void AppendGpt2Vocab(const std::string& dir, std::optional<int64_t> vocab_size_hparam,
                      std::vector<GgufKv>& kv) {
   const std::string path = dir + "/tokenizer.json";
   const Json tokenizer = LoadJsonFile(path);
@@ -773,8 +706,7 @@ void AppendGpt2Vocab(const std::string& dir,
                 ": model is not a BPE vocabulary (model.type \"BPE\" with a "
                 "vocab object)");
   }
-  const std::string pre =
-      RecognizePreTokenizer(Get(tokenizer, "pre_tokenizer"), path);
+  const std::string pre = RecognizePreTokenizer(Get(tokenizer, "pre_tokenizer"), path);
 
   // transformers' get_vocab(): the model vocabulary with added tokens laid over
   // it.
@@ -782,8 +714,7 @@ void AppendGpt2Vocab(const std::string& dir,
   std::map<std::string, int64_t> ids;
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
     if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0) {
-      throw Error(path + ": vocab id of '" + it.key() +
-                  "' is not a non-negative integer");
+      throw Error(path + ": vocab id of '" + it.key() + "' is not a non-negative integer");
     }
     ids[it.key()] = it.value().get<int64_t>();
   }
@@ -797,13 +728,10 @@ void AppendGpt2Vocab(const std::string& dir,
     for (const Json& t : added_tokens) {
       const Json id = Get(t, "id");
       const Json content = Get(t, "content");
-      if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
-          !content.is_string()) {
-        throw Error(path +
-                    ": an added_tokens entry lacks a valid id or content");
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || !content.is_string()) {
+        throw Error(path + ": an added_tokens entry lacks a valid id or content");
       }
-      added[content.get<std::string>()] =
-          Added{id.get<int64_t>(), JsonTruthy(Get(t, "special"))};
+      added[content.get<std::string>()] = Added{id.get<int64_t>(), JsonTruthy(Get(t, "special"))};
       ids[content.get<std::string>()] = id.get<int64_t>();
     }
   }
@@ -815,11 +743,10 @@ void AppendGpt2Vocab(const std::string& dir,
   const int64_t vocab_size =
       vocab_size_hparam ? *vocab_size_hparam : static_cast<int64_t>(ids.size());
   if (max_id >= vocab_size) {
-    throw Error(path + ": token id " + std::to_string(max_id) +
-                " is not below vocab_size " + std::to_string(vocab_size));
+    throw Error(path + ": token id " + std::to_string(max_id) + " is not below vocab_size " +
+                std::to_string(vocab_size));
   }
-  if (vocab_size > (int64_t{1} << 24))
-    throw Error(path + ": vocab_size is implausibly large");
+  if (vocab_size > (int64_t{1} << 24)) throw Error(path + ": vocab_size is implausibly large");
   std::map<int64_t, bool> added_special;  // added_tokens_decoder by id
   for (const auto& [content, a] : added) added_special[a.id] = a.special;
 
@@ -836,8 +763,7 @@ void AppendGpt2Vocab(const std::string& dir,
     std::string token = it->second;
     if (added.count(token)) {
       auto special = added_special.find(i);
-      if ((special != added_special.end() && special->second) ||
-          LooksSpecial(token)) {
+      if ((special != added_special.end() && special->second) || LooksSpecial(token)) {
         types.push_back(static_cast<int32_t>(PieceType::kControl));
       } else {
         token = ReplaceAll(token, kSpmSpace, " ");
@@ -852,26 +778,21 @@ void AppendGpt2Vocab(const std::string& dir,
   SetKv(kv, "tokenizer.ggml.model", GgufValue::String("gpt2"));
   SetKv(kv, "tokenizer.ggml.pre", GgufValue::String(pre));
   SetKv(kv, "tokenizer.ggml.tokens", GgufValue::StringArray(tokens));
-  SetKv(kv, "tokenizer.ggml.token_type",
-        GgufValue::ArrayOf(GgufType::kI32, types));
-  const SpecialVocab sv =
-      LoadSpecialVocab(dir, /*load_merges=*/true, std::nullopt);
+  SetKv(kv, "tokenizer.ggml.token_type", GgufValue::ArrayOf(GgufType::kI32, types));
+  const SpecialVocab sv = LoadSpecialVocab(dir, /*load_merges=*/true, std::nullopt);
   AppendSpecialVocab(sv, kv);
 }
 
-void AppendPhi3SentencePieceVocab(const std::string& dir,
-                                  std::optional<int64_t> vocab_size_hparam,
+void AppendPhi3SentencePieceVocab(const std::string& dir, std::optional<int64_t> vocab_size_hparam,
                                   std::vector<GgufKv>& kv) {
   const std::string model_path = dir + "/tokenizer.model";
   if (!PathIsFile(model_path))
     throw Error(model_path + ": missing (Phi-3 needs its sentencepiece model)");
   const std::string model_bytes = ReadTextFile(model_path);
   const std::vector<SentencePiece> pieces = ParseSentencePieceModel(
-      reinterpret_cast<const uint8_t*>(model_bytes.data()), model_bytes.size(),
-      model_path);
-  const int64_t vocab_size = vocab_size_hparam
-                                 ? *vocab_size_hparam
-                                 : static_cast<int64_t>(pieces.size());
+      reinterpret_cast<const uint8_t*>(model_bytes.data()), model_bytes.size(), model_path);
+  const int64_t vocab_size =
+      vocab_size_hparam ? *vocab_size_hparam : static_cast<int64_t>(pieces.size());
   if (vocab_size < 0 || vocab_size > (int64_t{1} << 24)) {
     throw Error(dir + "/config.json: vocab_size " + std::to_string(vocab_size) +
                 " is out of range");
@@ -882,15 +803,12 @@ void AppendPhi3SentencePieceVocab(const std::string& dir,
   }
   std::vector<std::string> tokens(vocab_size);
   std::vector<float> scores(vocab_size, -10000.0f);
-  std::vector<int32_t> types(vocab_size,
-                             static_cast<int32_t>(PieceType::kUnused));
-  for (int64_t i = 0; i < vocab_size; ++i)
-    tokens[i] = "[PAD" + std::to_string(i) + "]";
+  std::vector<int32_t> types(vocab_size, static_cast<int32_t>(PieceType::kUnused));
+  for (int64_t i = 0; i < vocab_size; ++i) tokens[i] = "[PAD" + std::to_string(i) + "]";
   for (size_t id = 0; id < pieces.size(); ++id) {
     const SentencePiece& p = pieces[id];
-    const bool keep =
-        p.type == PieceType::kUnknown || p.type == PieceType::kControl ||
-        p.type == PieceType::kUnused || p.type == PieceType::kByte;
+    const bool keep = p.type == PieceType::kUnknown || p.type == PieceType::kControl ||
+                      p.type == PieceType::kUnused || p.type == PieceType::kByte;
     tokens[id] = p.piece;
     scores[id] = p.score;
     types[id] = static_cast<int32_t>(keep ? p.type : PieceType::kNormal);
@@ -898,13 +816,12 @@ void AppendPhi3SentencePieceVocab(const std::string& dir,
   auto set_added = [&](int64_t id, const std::string& content, bool special,
                        const std::string& source) {
     if (id < 0 || id >= vocab_size) {
-      throw Error(source + ": added token id " + std::to_string(id) +
-                  " is outside vocab_size " + std::to_string(vocab_size));
+      throw Error(source + ": added token id " + std::to_string(id) + " is outside vocab_size " +
+                  std::to_string(vocab_size));
     }
     tokens[id] = content;
     scores[id] = -1000.0f;
-    types[id] = static_cast<int32_t>(special ? PieceType::kControl
-                                             : PieceType::kUserDefined);
+    types[id] = static_cast<int32_t>(special ? PieceType::kControl : PieceType::kUserDefined);
   };
   const std::string added_path = dir + "/added_tokens.json";
   if (std::optional<Json> added = LoadJsonFileIfExists(added_path)) {
@@ -933,10 +850,9 @@ void AppendPhi3SentencePieceVocab(const std::string& dir,
         }
         const Json content = Get(it.value(), "content");
         if (!content.is_string())
-          throw Error(config_path + ": added token " + it.key() +
-                      " has no content");
-        set_added(id, content.get<std::string>(),
-                  JsonTruthy(Get(it.value(), "special")), config_path);
+          throw Error(config_path + ": added token " + it.key() + " has no content");
+        set_added(id, content.get<std::string>(), JsonTruthy(Get(it.value(), "special")),
+                  config_path);
       }
     }
   }
@@ -945,13 +861,10 @@ void AppendPhi3SentencePieceVocab(const std::string& dir,
     const Json added = Get(*tokenizer, "added_tokens");
     if (added.is_array()) {
       for (const Json& t : added) {
-        if (!Get(t, "id").is_number_integer() ||
-            !Get(t, "content").is_string()) {
-          throw Error(tokenizer_path +
-                      ": an added_tokens entry lacks id or content");
+        if (!Get(t, "id").is_number_integer() || !Get(t, "content").is_string()) {
+          throw Error(tokenizer_path + ": an added_tokens entry lacks id or content");
         }
-        set_added(Get(t, "id").get<int64_t>(),
-                  Get(t, "content").get<std::string>(),
+        set_added(Get(t, "id").get<int64_t>(), Get(t, "content").get<std::string>(),
                   JsonTruthy(Get(t, "special")), tokenizer_path);
       }
     }
@@ -959,12 +872,9 @@ void AppendPhi3SentencePieceVocab(const std::string& dir,
   SetKv(kv, "tokenizer.ggml.model", GgufValue::String("llama"));
   SetKv(kv, "tokenizer.ggml.pre", GgufValue::String("default"));
   SetKv(kv, "tokenizer.ggml.tokens", GgufValue::StringArray(tokens));
-  SetKv(kv, "tokenizer.ggml.scores",
-        GgufValue::ArrayOf(GgufType::kF32, scores));
-  SetKv(kv, "tokenizer.ggml.token_type",
-        GgufValue::ArrayOf(GgufType::kI32, types));
-  AppendSpecialVocab(LoadSpecialVocab(dir, /*load_merges=*/false, vocab_size),
-                     kv);
+  SetKv(kv, "tokenizer.ggml.scores", GgufValue::ArrayOf(GgufType::kF32, scores));
+  SetKv(kv, "tokenizer.ggml.token_type", GgufValue::ArrayOf(GgufType::kI32, types));
+  AppendSpecialVocab(LoadSpecialVocab(dir, /*load_merges=*/false, vocab_size), kv);
 }
 
 }  // namespace hwyquant

@@ -35,8 +35,7 @@ struct SentencePiece {
 // (tokenizer.model). Other fields (trainer and normalizer specs) are skipped.
 // Throws Error naming `label` on truncated or malformed protobuf, invalid
 // UTF-8, or unknown piece types.
-std::vector<SentencePiece> ParseSentencePieceModel(const uint8_t* data,
-                                                   size_t size,
+std::vector<SentencePiece> ParseSentencePieceModel(const uint8_t* data, size_t size,
                                                    const std::string& label);
 
 // Appends what convert_hf_to_gguf.py's _set_vocab_sentencepiece writes for the
@@ -45,8 +44,7 @@ std::vector<SentencePiece> ParseSentencePieceModel(const uint8_t* data,
 // tokens, scores, token_type, then the special token ids, add_*_token flags and
 // chat template. vocab_size is the model's (hparams), or nullopt to use the
 // sentencepiece model's own size.
-void AppendSentencePieceVocab(const std::string& dir,
-                              std::optional<int64_t> vocab_size,
+void AppendSentencePieceVocab(const std::string& dir, std::optional<int64_t> vocab_size,
                               std::vector<GgufKv>& kv);
 
 // Appends what _set_vocab_gpt2 writes for a tokenizer.json BPE vocabulary:
@@ -64,18 +62,16 @@ void AppendGpt2Vocab(const std::string& dir, std::optional<int64_t> vocab_size,
 // Phi3MiniModel's own variant of the sentencepiece vocabulary: added tokens
 // from added_tokens.json, tokenizer_config.json and tokenizer.json, typed only
 // by their "special" flag.
-void AppendPhi3SentencePieceVocab(const std::string& dir,
-                                  std::optional<int64_t> vocab_size,
+void AppendPhi3SentencePieceVocab(const std::string& dir, std::optional<int64_t> vocab_size,
                                   std::vector<GgufKv>& kv);
 
 // Sets special token ids the model class fixes (CodeLlama's infill tokens) the
 // way a second SpecialVocab restricted to those types does: ids found in the
 // tokenizer files win, the fixed ids fill in the rest, types without a GGUF key
 // are dropped.
-void AppendFixedSpecialTokens(
-    const std::string& dir, int64_t n_vocab,
-    const std::vector<std::pair<std::string, int64_t>>& fixed_ids,
-    std::vector<GgufKv>& kv);
+void AppendFixedSpecialTokens(const std::string& dir, int64_t n_vocab,
+                              const std::vector<std::pair<std::string, int64_t>>& fixed_ids,
+                              std::vector<GgufKv>& kv);
 
 // Whether dir has the files each tokenizer kind needs.
 bool HasSentencePieceModel(const std::string& dir);

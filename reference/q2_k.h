@@ -23,8 +23,7 @@ struct Q2K {
   // imatrix null: ggml's quantize_row_q2_K_ref; otherwise
   // quantize_row_q2_K_impl, exactly as quantize_q2_K chooses. n must be a
   // multiple of 256 (the caller checks).
-  static void QuantizeRow(const float* x, Block* y, int64_t n,
-                          const float* imatrix) {
+  static void QuantizeRow(const float* x, Block* y, int64_t n, const float* imatrix) {
     if (imatrix == nullptr) {
       QuantizeRowRef(x, y, n);
     } else {
@@ -49,8 +48,7 @@ struct Q2K {
             const float dl = d * (sc & 0xF);
             const float ml = min * (sc >> 4);
             for (int l = 0; l < 16; ++l) {
-              *y++ = dl * static_cast<int8_t>((q[l + 16 * half] >> shift) & 3) -
-                     ml;
+              *y++ = dl * static_cast<int8_t>((q[l + 16 * half] >> shift) & 3) - ml;
             }
           }
           shift += 2;
@@ -72,13 +70,12 @@ struct Q2K {
     float scales[kSuperBlock / 16];
 
     for (int64_t i = 0; i < nb; i++) {
-      float max_scale =
-          0;  // the min is subtracted, so scales are never negative
+      float max_scale = 0;  // the min is subtracted, so scales are never negative
       float max_min = 0;
       for (int j = 0; j < kSuperBlock / 16; ++j) {
         for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-        scales[j] = MakeQkx2Quants(16, 3, x + 16 * j, weights, L + 16 * j,
-                                   &mins[j], Laux, -0.5f, 0.1f, 15, true);
+        scales[j] = MakeQkx2Quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
+                                   0.1f, 15, true);
         const float scale = scales[j];
         if (scale > max_scale) max_scale = scale;
         const float min = mins[j];
@@ -134,8 +131,8 @@ struct Q2K {
           weight[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
         }
         for (int l = 0; l < 16; ++l) sw[j] += weight[l];
-        scales[j] = MakeQkx3Quants(16, 3, x + 16 * j, weight, L + 16 * j,
-                                   &mins[j], Laux, -0.9f, 0.05f, 36, false);
+        scales[j] = MakeQkx3Quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f,
+                                   0.05f, 36, false);
       }
 
       float dm = MakeQpQuants(kSuperBlock / 16, 15, scales, Ls, sw);
@@ -155,8 +152,7 @@ struct Q2K {
   // Both paths end alike: redo each group's levels against the rounded scales
   // (groups whose scale rounded to zero keep their first levels), then pack
   // four 2-bit planes per byte.
-  static void RequantizeAndPack(const float* x, Block& block, float dm,
-                                float mm, uint8_t* L) {
+  static void RequantizeAndPack(const float* x, Block& block, float dm, float mm, uint8_t* L) {
     for (int j = 0; j < kSuperBlock / 16; ++j) {
       const float d = dm * (block.scales[j] & 0xF);
       if (d == 0) continue;
@@ -169,9 +165,8 @@ struct Q2K {
     }
     for (int j = 0; j < kSuperBlock; j += 128) {
       for (int l = 0; l < 32; ++l) {
-        block.qs[j / 4 + l] =
-            static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) |
-                                 (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        block.qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) |
+                                                   (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
       }
     }
   }

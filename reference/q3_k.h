@@ -23,8 +23,7 @@ struct Q3K {
   // imatrix null: ggml's quantize_row_q3_K_ref; otherwise
   // quantize_row_q3_K_impl, exactly as quantize_q3_K chooses. n must be a
   // multiple of 256 (the caller checks).
-  static void QuantizeRow(const float* x, Block* y, int64_t n,
-                          const float* imatrix) {
+  static void QuantizeRow(const float* x, Block* y, int64_t n, const float* imatrix) {
     if (imatrix == nullptr) {
       QuantizeRowRef(x, y, n);
     } else {
@@ -49,8 +48,7 @@ struct Q3K {
           for (int half = 0; half < 2; ++half) {
             const float dl = d_all * GetScaleK3(is++, x[i].scales);
             for (int l = 0; l < 16; ++l) {
-              const int low =
-                  static_cast<int8_t>((q[l + 16 * half] >> shift) & 3);
+              const int low = static_cast<int8_t>((q[l + 16 * half] >> shift) & 3);
               const int high_clear = (hm[l + 16 * half] & m) ? 0 : 4;
               *y++ = dl * (low - high_clear);
             }
@@ -117,12 +115,10 @@ struct Q3K {
         if (quant_weights) {
           const float* qw = quant_weights + kSuperBlock * i + 16 * j;
           for (int l = 0; l < 16; ++l) {
-            weight[l] =
-                qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            weight[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
           }
         } else {
-          for (int l = 0; l < 16; ++l)
-            weight[l] = x[16 * j + l] * x[16 * j + l];
+          for (int l = 0; l < 16; ++l) weight[l] = x[16 * j + l] * x[16 * j + l];
         }
         float sumw = 0;
         for (int l = 0; l < 16; ++l) sumw += weight[l];
@@ -131,10 +127,8 @@ struct Q3K {
       }
 
       std::memset(y[i].scales, 0, sizeof(y[i].scales));
-      const float d_block =
-          MakeQxQuants(kSuperBlock / 16, 32, scales, Ls, 1, sw);
-      for (int j = 0; j < kSuperBlock / 16; ++j)
-        SetScaleK3(j, Ls[j], y[i].scales);
+      const float d_block = MakeQxQuants(kSuperBlock / 16, 32, scales, Ls, 1, sw);
+      for (int j = 0; j < kSuperBlock / 16; ++j) SetScaleK3(j, Ls[j], y[i].scales);
       y[i].d = F32ToF16(d_block);
       RequantizeAndPack(x, y[i], L);
       x += kSuperBlock;
@@ -172,9 +166,8 @@ struct Q3K {
     }
     for (int j = 0; j < kSuperBlock; j += 128) {
       for (int l = 0; l < 32; ++l) {
-        block.qs[j / 4 + l] =
-            static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) |
-                                 (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        block.qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) |
+                                                   (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
       }
     }
   }

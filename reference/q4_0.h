@@ -21,12 +21,10 @@ struct Q4_0 {
   // which weights each value by imatrix * sqrt(row variance + x^2) and searches
   // scales with make_qx_quants. Throws Error when n is not a whole number of
   // blocks.
-  static void QuantizeRow(const float* x, Block* y, int64_t n,
-                          const float* imatrix) {
+  static void QuantizeRow(const float* x, Block* y, int64_t n, const float* imatrix) {
     const int64_t nb = static_cast<int64_t>(RowSize(kType, n) / sizeof(Block));
     if (imatrix == nullptr) {
-      for (int64_t ib = 0; ib < nb; ++ib)
-        QuantizeBlock(x + ib * kBlock, &y[ib]);
+      for (int64_t ib = 0; ib < nb; ++ib) QuantizeBlock(x + ib * kBlock, &y[ib]);
       return;
     }
     float sum_x2 = 0;
@@ -36,8 +34,7 @@ struct Q4_0 {
       const float* xb = x + ib * kBlock;
       const float* qw = imatrix + ib * kBlock;
       float weight[kBlock];
-      for (int j = 0; j < kBlock; ++j)
-        weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+      for (int j = 0; j < kBlock; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
       int8_t levels[kBlock];
       const float d = MakeQxQuants(kBlock, 8, xb, levels, 1, weight);
       y[ib].d = F32ToF16(d);

@@ -21,12 +21,10 @@ struct Q4_1 {
   // Without imatrix: quantize_row_q4_1_ref (min/max range). With it:
   // quantize_row_q4_1_impl, a weighted scale-and-offset search
   // (make_qkx3_quants). Throws Error when n is not a whole number of blocks.
-  static void QuantizeRow(const float* x, Block* y, int64_t n,
-                          const float* imatrix) {
+  static void QuantizeRow(const float* x, Block* y, int64_t n, const float* imatrix) {
     const int64_t nb = static_cast<int64_t>(RowSize(kType, n) / sizeof(Block));
     if (imatrix == nullptr) {
-      for (int64_t ib = 0; ib < nb; ++ib)
-        QuantizeBlock(x + ib * kBlock, &y[ib]);
+      for (int64_t ib = 0; ib < nb; ++ib) QuantizeBlock(x + ib * kBlock, &y[ib]);
       return;
     }
     float sum_x2 = 0;
@@ -36,13 +34,12 @@ struct Q4_1 {
       const float* xb = x + ib * kBlock;
       const float* qw = imatrix + ib * kBlock;
       float weight[kBlock];
-      for (int j = 0; j < kBlock; ++j)
-        weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+      for (int j = 0; j < kBlock; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
       uint8_t levels[kBlock];
       uint8_t scratch[kBlock];
       float min;
-      const float d = MakeQkx3Quants(kBlock, 15, xb, weight, levels, &min,
-                                     scratch, -0.9f, 0.05f, 36, false);
+      const float d =
+          MakeQkx3Quants(kBlock, 15, xb, weight, levels, &min, scratch, -0.9f, 0.05f, 36, false);
       y[ib].d = F32ToF16(d);
       y[ib].m = F32ToF16(-min);
       for (int j = 0; j < 16; ++j) {

@@ -23,8 +23,7 @@ struct Q4K {
   // imatrix null: ggml's quantize_row_q4_K_ref; otherwise
   // quantize_row_q4_K_impl, exactly as quantize_q4_K chooses. n must be a
   // multiple of 256 (the caller checks).
-  static void QuantizeRow(const float* x, Block* y, int64_t n,
-                          const float* imatrix) {
+  static void QuantizeRow(const float* x, Block* y, int64_t n, const float* imatrix) {
     if (imatrix == nullptr) {
       QuantizeRowRef(x, y, n);
     } else {
@@ -65,17 +64,15 @@ struct Q4K {
     float scales[kSuperBlock / 32];
 
     for (int64_t i = 0; i < nb; i++) {
-      float max_scale =
-          0;  // the min is subtracted, so scales are never negative
+      float max_scale = 0;  // the min is subtracted, so scales are never negative
       float max_min = 0;
       for (int j = 0; j < kSuperBlock / 32; ++j) {
         float sum_x2 = 0;
         for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = std::sqrt(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l)
-          weights[l] = av_x + std::fabs(x[32 * j + l]);
-        scales[j] = MakeQkx2Quants(32, 15, x + 32 * j, weights, L + 32 * j,
-                                   &mins[j], Laux, -1.f, 0.1f, 20, false);
+        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+        scales[j] = MakeQkx2Quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f,
+                                   0.1f, 20, false);
         const float scale = scales[j];
         if (scale > max_scale) max_scale = scale;
         const float min = mins[j];
@@ -121,25 +118,22 @@ struct Q4K {
         if (quant_weights) {
           const float* qw = quant_weights + kSuperBlock * i + 32 * j;
           for (int l = 0; l < 32; ++l) {
-            weights[l] =
-                qw[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+            weights[l] = qw[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
           }
         } else {
-          for (int l = 0; l < 32; ++l)
-            weights[l] = av_x + std::fabs(x[32 * j + l]);
+          for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
         }
         float sumw = 0;
         for (int l = 0; l < 32; ++l) sumw += weights[l];
         sw[j] = sumw;
-        scales[j] = MakeQkx3Quants(32, 15, x + 32 * j, weights, L + 32 * j,
-                                   &mins[j], Laux, -0.9f, 0.05f, 36, false);
+        scales[j] = MakeQkx3Quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f,
+                                   0.05f, 36, false);
       }
 
       const float d_block = MakeQpQuants(kSuperBlock / 32, 63, scales, Ls, sw);
       const float m_block = MakeQpQuants(kSuperBlock / 32, 63, mins, Lm, sw);
       // Unlike q5_K, ggml's q4_K packs Ls and Lm without clamping them to 63.
-      for (int j = 0; j < kSuperBlock / 32; ++j)
-        SetScaleMinK4(j, Ls[j], Lm[j], y[i].scales);
+      for (int j = 0; j < kSuperBlock / 32; ++j) SetScaleMinK4(j, Ls[j], Lm[j], y[i].scales);
       y[i].d = F32ToF16(d_block);
       y[i].dmin = F32ToF16(m_block);
       RequantizeAndPack(x, y[i], L);
@@ -165,8 +159,7 @@ struct Q4K {
     }
     uint8_t* q = block.qs;
     for (int j = 0; j < kSuperBlock; j += 64) {
-      for (int l = 0; l < 32; ++l)
-        q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+      for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
       q += 32;
     }
   }

@@ -21,12 +21,10 @@ struct Q5_0 {
   // Without imatrix: quantize_row_q5_0_ref. With it: quantize_row_q5_0_impl
   // (weighted make_qx_quants search). Throws Error when n is not a whole number
   // of blocks.
-  static void QuantizeRow(const float* x, Block* y, int64_t n,
-                          const float* imatrix) {
+  static void QuantizeRow(const float* x, Block* y, int64_t n, const float* imatrix) {
     const int64_t nb = static_cast<int64_t>(RowSize(kType, n) / sizeof(Block));
     if (imatrix == nullptr) {
-      for (int64_t ib = 0; ib < nb; ++ib)
-        QuantizeBlock(x + ib * kBlock, &y[ib]);
+      for (int64_t ib = 0; ib < nb; ++ib) QuantizeBlock(x + ib * kBlock, &y[ib]);
       return;
     }
     float sum_x2 = 0;
@@ -36,14 +34,12 @@ struct Q5_0 {
       const float* xb = x + ib * kBlock;
       const float* qw = imatrix + ib * kBlock;
       float weight[kBlock];
-      for (int j = 0; j < kBlock; ++j)
-        weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+      for (int j = 0; j < kBlock; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
       int8_t levels[kBlock];
       const float d = MakeQxQuants(kBlock, 16, xb, levels, 1, weight);
       y[ib].d = F32ToF16(d);
       uint8_t level_bytes[kBlock];
-      for (int j = 0; j < kBlock; ++j)
-        level_bytes[j] = static_cast<uint8_t>(levels[j]);
+      for (int j = 0; j < kBlock; ++j) level_bytes[j] = static_cast<uint8_t>(levels[j]);
       Pack(level_bytes, &y[ib]);
     }
   }

@@ -24,8 +24,7 @@ struct Q5K {
   // imatrix null: ggml's quantize_row_q5_K_ref; otherwise
   // quantize_row_q5_K_impl, exactly as quantize_q5_K chooses. n must be a
   // multiple of 256 (the caller checks).
-  static void QuantizeRow(const float* x, Block* y, int64_t n,
-                          const float* imatrix) {
+  static void QuantizeRow(const float* x, Block* y, int64_t n, const float* imatrix) {
     if (imatrix == nullptr) {
       QuantizeRowRef(x, y, n);
     } else {
@@ -50,10 +49,8 @@ struct Q5K {
         GetScaleMinK4(is + 1, x[i].scales, &sc, &m);
         const float d2 = d * sc;
         const float m2 = min * m;
-        for (int l = 0; l < 32; ++l)
-          *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
-        for (int l = 0; l < 32; ++l)
-          *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+        for (int l = 0; l < 32; ++l) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+        for (int l = 0; l < 32; ++l) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
         ql += 32;
         is += 2;
         u1 = static_cast<uint8_t>(u1 << 2);
@@ -72,17 +69,15 @@ struct Q5K {
     uint8_t Laux[32];
 
     for (int64_t i = 0; i < nb; i++) {
-      float max_scale =
-          0;  // the min is subtracted, so scales are never negative
+      float max_scale = 0;  // the min is subtracted, so scales are never negative
       float max_min = 0;
       for (int j = 0; j < kSuperBlock / 32; ++j) {
         float sum_x2 = 0;
         for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = std::sqrt(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l)
-          weights[l] = av_x + std::fabs(x[32 * j + l]);
-        scales[j] = MakeQkx2Quants(32, 31, x + 32 * j, weights, L + 32 * j,
-                                   &mins[j], Laux, -0.5f, 0.1f, 15, false);
+        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+        scales[j] = MakeQkx2Quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f,
+                                   0.1f, 15, false);
         const float scale = scales[j];
         if (scale > max_scale) max_scale = scale;
         const float min = mins[j];
@@ -128,18 +123,16 @@ struct Q5K {
         if (quant_weights) {
           const float* qw = quant_weights + kSuperBlock * i + 32 * j;
           for (int l = 0; l < 32; ++l) {
-            weights[l] =
-                qw[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+            weights[l] = qw[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
           }
         } else {
-          for (int l = 0; l < 32; ++l)
-            weights[l] = av_x + std::fabs(x[32 * j + l]);
+          for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
         }
         float sumw = 0;
         for (int l = 0; l < 32; ++l) sumw += weights[l];
         sw[j] = sumw;
-        scales[j] = MakeQkx3Quants(32, 31, x + 32 * j, weights, L + 32 * j,
-                                   &mins[j], Laux, -0.9f, 0.05f, 36, false);
+        scales[j] = MakeQkx3Quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f,
+                                   0.05f, 36, false);
       }
 
       const float d_block = MakeQpQuants(kSuperBlock / 32, 63, scales, Ls, sw);

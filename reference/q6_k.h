@@ -24,8 +24,7 @@ struct Q6K {
   // imatrix null: ggml's quantize_row_q6_K_ref; otherwise
   // quantize_row_q6_K_impl, exactly as quantize_q6_K chooses. n must be a
   // multiple of 256 (the caller checks).
-  static void QuantizeRow(const float* x, Block* y, int64_t n,
-                          const float* imatrix) {
+  static void QuantizeRow(const float* x, Block* y, int64_t n, const float* imatrix) {
     if (imatrix == nullptr) {
       QuantizeRowRef(x, y, n);
     } else {
@@ -79,10 +78,8 @@ struct Q6K {
       float max_scale = 0;
       float max_abs_scale = 0;
       for (int ib = 0; ib < kSuperBlock / 16; ++ib) {
-        const float* qw =
-            quant_weights ? quant_weights + kSuperBlock * i + 16 * ib : nullptr;
-        const float scale =
-            MakeQxQuants(16, 32, x + 16 * ib, L + 16 * ib, 1, qw);
+        const float* qw = quant_weights ? quant_weights + kSuperBlock * i + 16 * ib : nullptr;
+        const float scale = MakeQxQuants(16, 32, x + 16 * ib, L + 16 * ib, 1, qw);
         scales[ib] = scale;
         const float abs_scale = std::fabs(scale);
         if (abs_scale > max_abs_scale) {
@@ -101,8 +98,7 @@ struct Q6K {
       const float iscale = -128.f / max_scale;
       y[i].d = F32ToF16(1 / iscale);
       for (int ib = 0; ib < kSuperBlock / 16; ++ib) {
-        y[i].scales[ib] =
-            static_cast<int8_t>(std::min(127, NearestInt(iscale * scales[ib])));
+        y[i].scales[ib] = static_cast<int8_t>(std::min(127, NearestInt(iscale * scales[ib])));
       }
 
       for (int j = 0; j < kSuperBlock / 16; ++j) {
@@ -128,9 +124,8 @@ struct Q6K {
           const uint8_t q4 = L[j + l + 96] & 0xF;
           ql[l + 0] = static_cast<uint8_t>(q1 | (q3 << 4));
           ql[l + 32] = static_cast<uint8_t>(q2 | (q4 << 4));
-          qh[l] = static_cast<uint8_t>(
-              (L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
-              ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+          qh[l] = static_cast<uint8_t>((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
+                                       ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
         }
         ql += 64;
         qh += 32;

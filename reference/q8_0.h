@@ -24,8 +24,7 @@ struct Q8_0 {
     for (int64_t ib = 0; ib < nb; ++ib) {
       const float* xb = x + ib * kBlock;
       float amax = 0.0f;
-      for (int j = 0; j < kBlock; ++j)
-        amax = MaxLikeGgml(amax, std::fabs(xb[j]));
+      for (int j = 0; j < kBlock; ++j) amax = MaxLikeGgml(amax, std::fabs(xb[j]));
       const float d = amax / ((1 << 7) - 1);
       const float id = d != 0.0f ? 1.0f / d : 0.0f;
       y[ib].d = F32ToF16(d);

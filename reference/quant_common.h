@@ -51,9 +51,7 @@ inline float MaxLikeGgml(float a, float b) { return a > b ? a : b; }
 inline float MinLikeGgml(float a, float b) { return a < b ? a : b; }
 
 // Clamps an int into [lo, hi] as MAX(lo, MIN(hi, v)) does.
-inline int ClampInt(int v, int lo, int hi) {
-  return std::max(lo, std::min(hi, v));
-}
+inline int ClampInt(int v, int lo, int hi) { return std::max(lo, std::min(hi, v)); }
 
 // The weight of x in make_qx_quants's error when no explicit weights are given.
 inline float QxDefaultWeight(int rmse_type, float x) {
@@ -68,8 +66,8 @@ inline float QxDefaultWeight(int rmse_type, float x) {
 // squared error; returns the scale (make_qx_quants). qw may be null; rmse_type
 // selects the default weights, negative returns after the first estimate and 0
 // skips the search.
-inline float MakeQxQuants(int n, int nmax, const float* x, int8_t* L,
-                          int rmse_type, const float* qw) {
+inline float MakeQxQuants(int n, int nmax, const float* x, int8_t* L, int rmse_type,
+                          const float* qw) {
   float max = 0;
   float amax = 0;
   for (int i = 0; i < n; ++i) {
@@ -135,8 +133,7 @@ inline float MakeQxQuants(int n, int nmax, const float* x, int8_t* L,
 // Symmetric 3-bit style quantization to L in [0, 2*nmax) that, with do_rmse,
 // moves single values to better levels (weighted by x^2) for up to five passes;
 // returns the scale (make_q3_quants).
-inline float MakeQ3Quants(int n, int nmax, const float* x, int8_t* L,
-                          bool do_rmse) {
+inline float MakeQ3Quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
   float max = 0;
   float amax = 0;
   for (int i = 0; i < n; ++i) {
@@ -200,9 +197,8 @@ inline float MakeQ3Quants(int n, int nmax, const float* x, int8_t* L,
 // [0, nmax), trying nstep+1 scales around nmax/(max-min) and keeping the least
 // weighted absolute (use_mad) or squared error; stores -offset in *the_min and
 // returns the scale (make_qkx2_quants). Laux is n bytes of scratch.
-inline float MakeQkx2Quants(int n, int nmax, const float* x,
-                            const float* weights, uint8_t* L, float* the_min,
-                            uint8_t* Laux, float rmin, float rdelta, int nstep,
+inline float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                            float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
                             bool use_mad) {
   float min = x[0];
   float max = x[0];
@@ -282,9 +278,8 @@ inline float Qkx3Weight(const float* weights, const float* x, int i) {
 
 // MakeQkx2Quants for the imatrix paths: weights may be null (then x^2), and a
 // group with max <= min is all zero (make_qkx3_quants).
-inline float MakeQkx3Quants(int n, int nmax, const float* x,
-                            const float* weights, uint8_t* L, float* the_min,
-                            uint8_t* Laux, float rmin, float rdelta, int nstep,
+inline float MakeQkx3Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                            float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
                             bool use_mad) {
   float min = x[0];
   float max = x[0];
@@ -361,8 +356,7 @@ inline float MakeQkx3Quants(int n, int nmax, const float* x,
 // super-block) to L in [0, nmax] with weights quant_weights, searching 8 nearby
 // scales and then moving single values for up to five passes; returns the scale
 // (make_qp_quants).
-inline float MakeQpQuants(int n, int nmax, const float* x, uint8_t* L,
-                          const float* quant_weights) {
+inline float MakeQpQuants(int n, int nmax, const float* x, uint8_t* L, const float* quant_weights) {
   float max = 0;
   for (int i = 0; i < n; ++i) max = MaxLikeGgml(max, x[i]);
   if (max < kGroupMaxEps) {
@@ -372,8 +366,7 @@ inline float MakeQpQuants(int n, int nmax, const float* x, uint8_t* L,
   float iscale = nmax / max;
   // Narrowing to uint8_t wraps as C's implicit conversion does; ggml relies on
   // the same.
-  for (int i = 0; i < n; ++i)
-    L[i] = static_cast<uint8_t>(NearestInt(iscale * x[i]));
+  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(NearestInt(iscale * x[i]));
   const float scale = 1 / iscale;
   float best_mse = 0;
   for (int i = 0; i < n; ++i) {
@@ -479,8 +472,7 @@ inline void SetScaleK3(int j, int l, uint8_t* scales) {
 // bytes.
 inline int8_t GetScaleK3(int j, const uint8_t* scales) {
   int8_t sc = static_cast<int8_t>(j < 8 ? scales[j] & 0xF : scales[j - 8] >> 4);
-  sc = static_cast<int8_t>(
-      (sc | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+  sc = static_cast<int8_t>((sc | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
   return sc;
 }
 

@@ -7,22 +7,22 @@
 
 #include "hwyquant/format.h"
 #include "reference/float.h"
-#include "reference/q4_0.h"
-#include "reference/q4_1.h"
-#include "reference/q5_0.h"
-#include "reference/q5_1.h"
-#include "reference/q8_0.h"
 #include "reference/q2_k.h"
 #include "reference/q3_k.h"
+#include "reference/q4_0.h"
+#include "reference/q4_1.h"
 #include "reference/q4_k.h"
+#include "reference/q5_0.h"
+#include "reference/q5_1.h"
 #include "reference/q5_k.h"
 #include "reference/q6_k.h"
+#include "reference/q8_0.h"
 
 namespace hwyquant::reference {
 namespace detail {
 
-inline void CheckRowArguments(Type type, const void* src, const void* dst,
-                              int64_t nrows, int64_t n_per_row) {
+inline void CheckRowArguments(Type type, const void* src, const void* dst, int64_t nrows,
+                              int64_t n_per_row) {
   const TypeTraits& traits = TraitsOf(type);
   if (nrows < 0 || n_per_row < 0) {
     throw Error("negative shape: " + std::to_string(nrows) + " rows of " +
@@ -40,39 +40,36 @@ inline void CheckRowArguments(Type type, const void* src, const void* dst,
 
 // Runs Codec::QuantizeRow over each row; the codec sees one row and the row's imatrix.
 template <class Codec>
-size_t QuantizeRowsWith(const float* src, void* dst, int64_t nrows,
-                        int64_t n_per_row, const float* imatrix) {
+size_t QuantizeRowsWith(const float* src, void* dst, int64_t nrows, int64_t n_per_row,
+                        const float* imatrix) {
   const size_t row_size = RowSize(Codec::kType, n_per_row);
   auto* out = static_cast<uint8_t*>(dst);
   for (int64_t row = 0; row < nrows; ++row) {
     Codec::QuantizeRow(src + row * n_per_row,
-                       reinterpret_cast<typename Codec::Block*>(out + row * row_size),
-                       n_per_row, imatrix);
+                       reinterpret_cast<typename Codec::Block*>(out + row * row_size), n_per_row,
+                       imatrix);
   }
   return row_size * static_cast<size_t>(nrows);
 }
 
 template <class Codec>
-void DequantizeRowsWith(const void* src, float* dst, int64_t nrows,
-                        int64_t n_per_row) {
+void DequantizeRowsWith(const void* src, float* dst, int64_t nrows, int64_t n_per_row) {
   const size_t row_size = RowSize(Codec::kType, n_per_row);
   const auto* in = static_cast<const uint8_t*>(src);
   for (int64_t row = 0; row < nrows; ++row) {
-    Codec::DequantizeRow(
-        reinterpret_cast<const typename Codec::Block*>(in + row * row_size),
-        dst + row * n_per_row, n_per_row);
+    Codec::DequantizeRow(reinterpret_cast<const typename Codec::Block*>(in + row * row_size),
+                         dst + row * n_per_row, n_per_row);
   }
 }
 
 [[noreturn]] inline void ThrowUnsupported(Type type) {
-  throw Error(std::string("the reference has no quantizer for type ") +
-              TypeName(type));
+  throw Error(std::string("the reference has no quantizer for type ") + TypeName(type));
 }
 
 }  // namespace detail
 
-inline size_t QuantizeRows(Type type, const float* src, void* dst, int64_t nrows,
-                           int64_t n_per_row, const float* imatrix) {
+inline size_t QuantizeRows(Type type, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
+                           const float* imatrix) {
   detail::CheckRowArguments(type, src, dst, nrows, n_per_row);
   switch (type) {
     case Type::kF32: {

@@ -53,11 +53,9 @@ std::string CopyModel(const std::string& model, const std::string& to_dir) {
   const std::string from = test::SharedDir() + "/models/" + model;
   REQUIRE(::mkdir(to_dir.c_str(), 0755) == 0);
   for (const char* f :
-       {"config.json", "generation_config.json", "model.safetensors",
-        "special_tokens_map.json", "tokenizer.json", "tokenizer.model",
-        "tokenizer_config.json"}) {
-    if (test::FileExists(from + "/" + f))
-      CopyFile(from + "/" + f, to_dir + "/" + f);
+       {"config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json",
+        "tokenizer.json", "tokenizer.model", "tokenizer_config.json"}) {
+    if (test::FileExists(from + "/" + f)) CopyFile(from + "/" + f, to_dir + "/" + f);
   }
   return to_dir;
 }
@@ -70,10 +68,8 @@ TEST_CASE("convert matches convert_hf_to_gguf.py on every shared model") {
   ScratchDir scratch;
   for (const std::string& model : models) {
     SECTION(model) {
-      const std::string out =
-          ConvertTo(shared + "/models/" + model, scratch.path() + "/out.gguf");
-      test::CheckAgainstGolden(model + "/convert", out,
-                               test::GoldenConvert()[model + "/convert"],
+      const std::string out = ConvertTo(shared + "/models/" + model, scratch.path() + "/out.gguf");
+      test::CheckAgainstGolden(model + "/convert", out, test::GoldenConvert()[model + "/convert"],
                                /*all_keys=*/true);
     }
   }
@@ -85,62 +81,53 @@ TEST_CASE("convert writes KV pairs in convert_hf_to_gguf.py's order") {
   HfModelSource source(shared + "/models/synth-llama-bf16-sharded");
   std::vector<std::string> keys;
   for (const GgufKv& kv : source.Metadata()) keys.push_back(kv.key);
-  const std::vector<std::string> expected = {
-      "general.architecture",
-      "general.type",
-      "general.name",
-      "general.finetune",
-      "general.basename",
-      "general.size_label",
-      "llama.block_count",
-      "llama.context_length",
-      "llama.embedding_length",
-      "llama.feed_forward_length",
-      "llama.attention.head_count",
-      "llama.attention.head_count_kv",
-      "llama.rope.freq_base",
-      "llama.attention.layer_norm_rms_epsilon",
-      "llama.attention.key_length",
-      "llama.attention.value_length",
-      "general.file_type",
-      "llama.vocab_size",
-      "llama.rope.dimension_count",
-      "general.quantization_version",
-      "tokenizer.ggml.model",
-      "tokenizer.ggml.pre",
-      "tokenizer.ggml.tokens",
-      "tokenizer.ggml.scores",
-      "tokenizer.ggml.token_type",
-      "tokenizer.ggml.bos_token_id",
-      "tokenizer.ggml.eos_token_id",
-      "tokenizer.ggml.unknown_token_id",
-      "tokenizer.ggml.add_bos_token",
-      "tokenizer.ggml.add_sep_token",
-      "tokenizer.ggml.add_eos_token"};
+  const std::vector<std::string> expected = {"general.architecture",
+                                             "general.type",
+                                             "general.name",
+                                             "general.finetune",
+                                             "general.basename",
+                                             "general.size_label",
+                                             "llama.block_count",
+                                             "llama.context_length",
+                                             "llama.embedding_length",
+                                             "llama.feed_forward_length",
+                                             "llama.attention.head_count",
+                                             "llama.attention.head_count_kv",
+                                             "llama.rope.freq_base",
+                                             "llama.attention.layer_norm_rms_epsilon",
+                                             "llama.attention.key_length",
+                                             "llama.attention.value_length",
+                                             "general.file_type",
+                                             "llama.vocab_size",
+                                             "llama.rope.dimension_count",
+                                             "general.quantization_version",
+                                             "tokenizer.ggml.model",
+                                             "tokenizer.ggml.pre",
+                                             "tokenizer.ggml.tokens",
+                                             "tokenizer.ggml.scores",
+                                             "tokenizer.ggml.token_type",
+                                             "tokenizer.ggml.bos_token_id",
+                                             "tokenizer.ggml.eos_token_id",
+                                             "tokenizer.ggml.unknown_token_id",
+                                             "tokenizer.ggml.add_bos_token",
+                                             "tokenizer.ggml.add_sep_token",
+                                             "tokenizer.ggml.add_eos_token"};
   CHECK(keys == expected);
   // Python's writer stores token types as int32 and the hyperparameters as u32
   // / f32.
-  CHECK(
-      FindKv(source.Metadata(), "tokenizer.ggml.token_type")->element_type() ==
-      GgufType::kI32);
-  CHECK(FindKv(source.Metadata(), "llama.block_count")->type() ==
-        GgufType::kU32);
-  CHECK(FindKv(source.Metadata(), "llama.rope.freq_base")->type() ==
-        GgufType::kF32);
+  CHECK(FindKv(source.Metadata(), "tokenizer.ggml.token_type")->element_type() == GgufType::kI32);
+  CHECK(FindKv(source.Metadata(), "llama.block_count")->type() == GgufType::kU32);
+  CHECK(FindKv(source.Metadata(), "llama.rope.freq_base")->type() == GgufType::kF32);
 }
 
-TEST_CASE(
-    "convert --outtype f32, f16, bf16 and q8_0 follow the per-tensor rules") {
+TEST_CASE("convert --outtype f32, f16, bf16 and q8_0 follow the per-tensor rules") {
   const std::string shared = test::SharedDir();
   if (shared.empty()) return;
   ScratchDir scratch;
   const std::string model = shared + "/models/stories260K";
-  const std::string f32_path =
-      ConvertTo(model, scratch.path() + "/f32.gguf", OutType::kF32);
-  const std::string q8_path =
-      ConvertTo(model, scratch.path() + "/q8.gguf", OutType::kQ8_0);
-  const std::string bf16_path =
-      ConvertTo(model, scratch.path() + "/bf16.gguf", OutType::kBF16);
+  const std::string f32_path = ConvertTo(model, scratch.path() + "/f32.gguf", OutType::kF32);
+  const std::string q8_path = ConvertTo(model, scratch.path() + "/q8.gguf", OutType::kQ8_0);
+  const std::string bf16_path = ConvertTo(model, scratch.path() + "/bf16.gguf", OutType::kBF16);
   auto f32 = GgufFile::Open(f32_path);
   auto q8 = GgufFile::Open(q8_path);
   auto bf16 = GgufFile::Open(bf16_path);
@@ -166,8 +153,7 @@ TEST_CASE(
     } else {
       expected.assign(f32->TensorData(i), f32->TensorData(i) + t.size);
     }
-    CHECK(test::Sha256Hex(expected.data(), expected.size()) ==
-          golden["tensors"][t.name][2]);
+    CHECK(test::Sha256Hex(expected.data(), expected.size()) == golden["tensors"][t.name][2]);
 
     // bf16 output: every 2-D tensor rounded, norms kept f32.
     const GgufTensorInfo& b = bf16->tensors()[i];
@@ -176,10 +162,8 @@ TEST_CASE(
       CHECK(b.type == Type::kF32);
     } else {
       REQUIRE(b.type == Type::kBF16);
-      const BF16Bits* got =
-          reinterpret_cast<const BF16Bits*>(bf16->TensorData(i));
-      for (size_t k = 0; k < n; k += 97)
-        REQUIRE(got[k] == F32ToBF16(values[k]));
+      const BF16Bits* got = reinterpret_cast<const BF16Bits*>(bf16->TensorData(i));
+      for (size_t k = 0; k < n; k += 97) REQUIRE(got[k] == F32ToBF16(values[k]));
     }
 
     // q8_0: 2-D tensors with 32-multiple rows quantized, ffn_down (172 columns)
@@ -201,8 +185,7 @@ TEST_CASE(
 
 TEST_CASE("convert names models like gguf-py's Metadata heuristics") {
   CHECK(ModelIdToTitle("stories260K-bf16") == "stories260K Bf16");
-  CHECK(ModelIdToTitle("synth-llama-bf16-sharded") ==
-        "Synth Llama Bf16 Sharded");
+  CHECK(ModelIdToTitle("synth-llama-bf16-sharded") == "Synth Llama Bf16 Sharded");
   CHECK(ModelIdToTitle("Llama-2-7b-chat-hf") == "Llama 2 7b Chat Hf");
   CHECK(ModelIdToTitle("tiny-v1.2-x") == "Tiny v1.2 X");
 
@@ -239,17 +222,13 @@ TEST_CASE("convert reads generation_config sampling values and _name_or_path") {
   const std::string shared = test::SharedDir();
   if (shared.empty()) return;
   ScratchDir scratch;
-  const std::string dir =
-      CopyModel("stories260K", scratch.path() + "/my-model-v2");
-  WriteFile(dir + "/generation_config.json",
-            R"({"temperature": 0.7, "top_k": 40})");
+  const std::string dir = CopyModel("stories260K", scratch.path() + "/my-model-v2");
+  WriteFile(dir + "/generation_config.json", R"({"temperature": 0.7, "top_k": 40})");
   HfModelSource source(dir);
   CHECK(FindKv(source.Metadata(), "general.sampling.top_k")->AsInt() == 40);
-  CHECK(FindKv(source.Metadata(), "general.sampling.temp")->AsDouble() ==
-        static_cast<float>(0.7));
+  CHECK(FindKv(source.Metadata(), "general.sampling.temp")->AsDouble() == static_cast<float>(0.7));
   CHECK(FindKv(source.Metadata(), "general.name")->AsString() == "My Model v2");
-  CHECK(FindKv(source.Metadata(), "general.basename")->AsString() ==
-        "my-model");
+  CHECK(FindKv(source.Metadata(), "general.basename")->AsString() == "my-model");
   CHECK(FindKv(source.Metadata(), "general.version")->AsString() == "v2");
   // A README without front matter adds nothing.
   WriteFile(dir + "/README.md", "# My model, no front matter\n");
@@ -263,9 +242,9 @@ std::vector<std::string> GeneralKv(const std::vector<GgufKv>& kv) {
     if (e.key.rfind("general.", 0) == 0 && e.key != "general.architecture" &&
         e.key != "general.type" && e.key.rfind("general.sampling.", 0) != 0 &&
         e.key != "general.file_type" && e.key != "general.quantization_version") {
-      out.push_back(e.key + "=" +
-                    (e.value.type() == GgufType::kString ? e.value.AsString()
-                                                         : e.value.ToString()));
+      out.push_back(
+          e.key + "=" +
+          (e.value.type() == GgufType::kString ? e.value.AsString() : e.value.ToString()));
     }
   }
   return out;
@@ -277,8 +256,7 @@ TEST_CASE(
   const std::string shared = test::SharedDir();
   if (shared.empty()) return;
   ScratchDir scratch;
-  const std::string dir =
-      CopyModel("stories260K", scratch.path() + "/my-model-v2");
+  const std::string dir = CopyModel("stories260K", scratch.path() + "/my-model-v2");
   // Hub-style card: license fields, a "no" language (YAML 1.1 would make it
   // false), tags plus pipeline_tag, base models as an id, a Hub URL and a
   // mapping, a dataset id, and other creators' keys.
@@ -313,8 +291,7 @@ description: "A tiny test model"
       "general.version=v2",
       "general.basename=my-model",
       "general.description=A tiny test model",
-      "general.size_label=" + FindKv(source.Metadata(), "general.size_label")
-                                  ->AsString(),
+      "general.size_label=" + FindKv(source.Metadata(), "general.size_label")->AsString(),
       "general.license=apache-2.0",
       "general.license.name=my-license",
       "general.license.link=https://example.com/LICENSE",
@@ -334,9 +311,8 @@ description: "A tiny test model"
       "general.dataset.0.organization=HuggingFaceFW",
       "general.dataset.0.repo_url=https://huggingface.co/HuggingFaceFW/"
       "fineweb-edu",
-      "general.tags=" + GgufValue::StringArray({"text-generation", "llama",
-                                                "text-generation"})
-                            .ToString(),
+      "general.tags=" +
+          GgufValue::StringArray({"text-generation", "llama", "text-generation"}).ToString(),
       "general.languages=" + GgufValue::StringArray({"en", "no"}).ToString(),
   };
   CHECK(GeneralKv(source.Metadata()) == expected);
@@ -354,11 +330,10 @@ description: "A tiny test model"
   // Values convert_hf_to_gguf.py cannot write, and broken YAML, are errors
   // naming the file and the field.
   WriteFile(dir + "/README.md", "---\nversion: 1.0\n---\n");
-  CHECK_THROWS_WITH(HfModelSource(dir), Catch::Contains("README.md") &&
-                                            Catch::Contains("'version'"));
-  WriteFile(dir + "/README.md", "---\ntags: [a, b\n---\n");
   CHECK_THROWS_WITH(HfModelSource(dir),
-                    Catch::Contains("README.md: invalid YAML front matter"));
+                    Catch::Contains("README.md") && Catch::Contains("'version'"));
+  WriteFile(dir + "/README.md", "---\ntags: [a, b\n---\n");
+  CHECK_THROWS_WITH(HfModelSource(dir), Catch::Contains("README.md: invalid YAML front matter"));
 }
 
 std::string Varint(uint64_t v) {
@@ -377,21 +352,18 @@ std::string PieceProto(const std::string& piece, float score, int type) {
   uint32_t bits;
   std::memcpy(&bits, &score, 4);
   body += Varint((2 << 3) | 5);
-  for (int i = 0; i < 4; ++i)
-    body += static_cast<char>((bits >> (8 * i)) & 0xFF);
+  for (int i = 0; i < 4; ++i) body += static_cast<char>((bits >> (8 * i)) & 0xFF);
   if (type != 1) body += Varint((3 << 3) | 0) + Varint(type);
   return Varint((1 << 3) | 2) + Varint(body.size()) + body;
 }
 
 TEST_CASE("sentencepiece parser decodes pieces and rejects malformed models") {
-  std::string model =
-      PieceProto("<unk>", 0.0f, 2) + PieceProto("<s>", 0.0f, 3) +
-      PieceProto("\xE2\x96\x81the", -1.5f, 1) + PieceProto("<0x0A>", 0.0f, 6);
+  std::string model = PieceProto("<unk>", 0.0f, 2) + PieceProto("<s>", 0.0f, 3) +
+                      PieceProto("\xE2\x96\x81the", -1.5f, 1) + PieceProto("<0x0A>", 0.0f, 6);
   // A trainer spec (field 2) the parser must skip.
   model += Varint((2 << 3) | 2) + Varint(3) + std::string("\x08\x01\x10", 3);
   auto bytes = reinterpret_cast<const uint8_t*>(model.data());
-  const std::vector<SentencePiece> pieces =
-      ParseSentencePieceModel(bytes, model.size(), "t.model");
+  const std::vector<SentencePiece> pieces = ParseSentencePieceModel(bytes, model.size(), "t.model");
   REQUIRE(pieces.size() == 4);
   CHECK(pieces[0].type == PieceType::kUnknown);
   CHECK(pieces[2].piece == "\xE2\x96\x81the");
@@ -409,42 +381,36 @@ TEST_CASE("sentencepiece parser decodes pieces and rejects malformed models") {
     }
   }
   const std::string bad_type = PieceProto("x", 0.0f, 9);
-  CHECK_THROWS_WITH(
-      ParseSentencePieceModel(reinterpret_cast<const uint8_t*>(bad_type.data()),
-                              bad_type.size(), "bad.model"),
-      Catch::Contains("unknown type 9"));
+  CHECK_THROWS_WITH(ParseSentencePieceModel(reinterpret_cast<const uint8_t*>(bad_type.data()),
+                                            bad_type.size(), "bad.model"),
+                    Catch::Contains("unknown type 9"));
   const std::string bad_utf8 = PieceProto("\xC3", 0.0f, 1);
-  CHECK_THROWS_WITH(
-      ParseSentencePieceModel(reinterpret_cast<const uint8_t*>(bad_utf8.data()),
-                              bad_utf8.size(), "bad.model"),
-      Catch::Contains("UTF-8"));
+  CHECK_THROWS_WITH(ParseSentencePieceModel(reinterpret_cast<const uint8_t*>(bad_utf8.data()),
+                                            bad_utf8.size(), "bad.model"),
+                    Catch::Contains("UTF-8"));
   CHECK_THROWS_WITH(ParseSentencePieceModel(nullptr, 0, "empty.model"),
                     Catch::Contains("no pieces"));
 }
 
-TEST_CASE(
-    "convert reports unsupported architectures and broken folders clearly") {
+TEST_CASE("convert reports unsupported architectures and broken folders clearly") {
   const std::string shared = test::SharedDir();
   if (shared.empty()) return;
   ScratchDir scratch;
   const std::string dir = CopyModel("stories260K", scratch.path() + "/m");
-  WriteFile(dir + "/config.json",
-            R"({"architectures": ["BertModel"], "num_hidden_layers": 2})");
-  CHECK_THROWS_WITH(HfModelSource(dir),
-                    Catch::Contains("BertModel") &&
-                        Catch::Contains("LlamaForCausalLM") &&
-                        Catch::Contains("config.json"));
+  WriteFile(dir + "/config.json", R"({"architectures": ["BertModel"], "num_hidden_layers": 2})");
+  CHECK_THROWS_WITH(HfModelSource(dir), Catch::Contains("BertModel") &&
+                                            Catch::Contains("LlamaForCausalLM") &&
+                                            Catch::Contains("config.json"));
 
   WriteFile(dir + "/config.json", "{not json");
-  CHECK_THROWS_WITH(HfModelSource(dir), Catch::Contains("config.json") &&
-                                            Catch::Contains("not valid JSON"));
+  CHECK_THROWS_WITH(HfModelSource(dir),
+                    Catch::Contains("config.json") && Catch::Contains("not valid JSON"));
 
   CopyFile(shared + "/models/stories260K/config.json", dir + "/config.json");
   ::unlink((dir + "/tokenizer.model").c_str());
   CHECK_THROWS_WITH(HfModelSource(dir), Catch::Contains("tokenizer.model"));
 
-  CopyFile(shared + "/models/stories260K/tokenizer.model",
-           dir + "/tokenizer.model");
+  CopyFile(shared + "/models/stories260K/tokenizer.model", dir + "/tokenizer.model");
   ::unlink((dir + "/model.safetensors").c_str());
   CHECK_THROWS_WITH(HfModelSource(dir), Catch::Contains("safetensors"));
 }
@@ -453,12 +419,10 @@ TEST_CASE("convert undoes llama's q/k head permutation") {
   const std::string shared = test::SharedDir();
   if (shared.empty()) return;
   // stories260K: 8 heads of dim 8, 4 kv heads; hidden 64.
-  HfModelSource source(shared + "/models/stories260K",
-                       ConvertOptions{OutType::kF32, false, ""});
+  HfModelSource source(shared + "/models/stories260K", ConvertOptions{OutType::kF32, false, ""});
   SafetensorsFile st(shared + "/models/stories260K/model.safetensors");
   for (const char* which : {"q", "k"}) {
-    const std::string hf =
-        std::string("model.layers.3.self_attn.") + which + "_proj.weight";
+    const std::string hf = std::string("model.layers.3.self_attn.") + which + "_proj.weight";
     const std::string gguf = std::string("blk.3.attn_") + which + ".weight";
     const StTensor* t = st.Find(hf);
     REQUIRE(t != nullptr);
@@ -493,8 +457,7 @@ struct SynthTensor {
   std::string dtype = "F16";
 };
 
-SynthTensor RandomF16(test::Rng& rng, const std::string& name,
-                      std::vector<int64_t> shape) {
+SynthTensor RandomF16(test::Rng& rng, const std::string& name, std::vector<int64_t> shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   SynthTensor t{name, shape, std::vector<uint8_t>(2 * n)};
@@ -505,8 +468,7 @@ SynthTensor RandomF16(test::Rng& rng, const std::string& name,
   return t;
 }
 
-void WriteSafetensors(const std::string& path,
-                      const std::vector<SynthTensor>& tensors) {
+void WriteSafetensors(const std::string& path, const std::vector<SynthTensor>& tensors) {
   nlohmann::json header = nlohmann::json::object();
   uint64_t offset = 0;
   for (const SynthTensor& t : tensors) {
@@ -517,11 +479,9 @@ void WriteSafetensors(const std::string& path,
   }
   const std::string text = header.dump();
   std::string file;
-  for (int i = 0; i < 8; ++i)
-    file += static_cast<char>((text.size() >> (8 * i)) & 0xFF);
+  for (int i = 0; i < 8; ++i) file += static_cast<char>((text.size() >> (8 * i)) & 0xFF);
   file += text;
-  for (const SynthTensor& t : tensors)
-    file.append(t.bytes.begin(), t.bytes.end());
+  for (const SynthTensor& t : tensors) file.append(t.bytes.begin(), t.bytes.end());
   WriteFile(path, file);
 }
 
@@ -538,8 +498,7 @@ std::string MakeQwenModel(const std::string& dir, bool qwen3) {
   for (int l = 0; l < 2; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     tensors.push_back(RandomF16(rng, p + "input_layernorm.weight", {64}));
-    tensors.push_back(
-        RandomF16(rng, p + "post_attention_layernorm.weight", {64}));
+    tensors.push_back(RandomF16(rng, p + "post_attention_layernorm.weight", {64}));
     tensors.push_back(RandomF16(rng, p + "self_attn.q_proj.weight", {64, 64}));
     tensors.push_back(RandomF16(rng, p + "self_attn.k_proj.weight", {32, 64}));
     tensors.push_back(RandomF16(rng, p + "self_attn.v_proj.weight", {32, 64}));
@@ -557,21 +516,20 @@ std::string MakeQwenModel(const std::string& dir, bool qwen3) {
     tensors.push_back(RandomF16(rng, p + "mlp.down_proj.weight", {64, 96}));
   }
   WriteSafetensors(dir + "/model.safetensors", tensors);
-  nlohmann::json config = {
-      {"architectures", {qwen3 ? "Qwen3ForCausalLM" : "Qwen2ForCausalLM"}},
-      {"hidden_size", 64},
-      {"intermediate_size", 96},
-      {"num_attention_heads", 4},
-      {"num_key_value_heads", 2},
-      {"num_hidden_layers", 2},
-      {"vocab_size", 20},
-      {"max_position_embeddings", 4096},
-      {"rms_norm_eps", 1e-6},
-      {"rope_theta", 1000000.0},
-      {"bos_token_id", 16},
-      {"eos_token_id", 17},
-      {"tie_word_embeddings", false},
-      {"torch_dtype", "float16"}};
+  nlohmann::json config = {{"architectures", {qwen3 ? "Qwen3ForCausalLM" : "Qwen2ForCausalLM"}},
+                           {"hidden_size", 64},
+                           {"intermediate_size", 96},
+                           {"num_attention_heads", 4},
+                           {"num_key_value_heads", 2},
+                           {"num_hidden_layers", 2},
+                           {"vocab_size", 20},
+                           {"max_position_embeddings", 4096},
+                           {"rms_norm_eps", 1e-6},
+                           {"rope_theta", 1000000.0},
+                           {"bos_token_id", 16},
+                           {"eos_token_id", 17},
+                           {"tie_word_embeddings", false},
+                           {"torch_dtype", "float16"}};
   if (qwen3) config["head_dim"] = 16;
   WriteFile(dir + "/config.json", config.dump(2));
   nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
@@ -582,34 +540,21 @@ std::string MakeQwenModel(const std::string& dir, bool qwen3) {
       "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
       "?[^\\s\\p{L}\\p{N}]+"
       "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-  nlohmann::ordered_json tokenizer = {{"version", "1.0"},
-                                      {"added_tokens",
-                                       {{{"id", 16},
-                                         {"content", "<|endoftext|>"},
-                                         {"special", true},
-                                         {"normalized", false}},
-                                        {{"id", 17},
-                                         {"content", "<|im_end|>"},
-                                         {"special", true},
-                                         {"normalized", false}}}},
-                                      {"normalizer", {{"type", "NFC"}}},
-                                      {"pre_tokenizer",
-                                       {{"type", "Sequence"},
-                                        {"pretokenizers",
-                                         {{{"type", "Split"},
-                                           {"pattern", {{"Regex", pattern}}},
-                                           {"behavior", "Isolated"}},
-                                          {{"type", "ByteLevel"},
-                                           {"add_prefix_space", false},
-                                           {"use_regex", false}}}}}},
-                                      {"model",
-                                       {{"type", "BPE"},
-                                        {"vocab", vocab},
-                                        {"merges", {"h e", "l l", "he ll"}}}}};
+  nlohmann::ordered_json tokenizer = {
+      {"version", "1.0"},
+      {"added_tokens",
+       {{{"id", 16}, {"content", "<|endoftext|>"}, {"special", true}, {"normalized", false}},
+        {{"id", 17}, {"content", "<|im_end|>"}, {"special", true}, {"normalized", false}}}},
+      {"normalizer", {{"type", "NFC"}}},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"}, {"pattern", {{"Regex", pattern}}}, {"behavior", "Isolated"}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"h e", "l l", "he ll"}}}}};
   WriteFile(dir + "/tokenizer.json", tokenizer.dump(2));
-  WriteFile(
-      dir + "/tokenizer_config.json",
-      R"({"bos_token": null, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+  WriteFile(dir + "/tokenizer_config.json",
+            R"({"bos_token": null, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
                 "chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"})");
   return dir;
 }
@@ -621,13 +566,11 @@ TEST_CASE(
   for (bool qwen3 : {false, true}) {
     const std::string arch = qwen3 ? "qwen3" : "qwen2";
     INFO(arch);
-    const std::string dir =
-        MakeQwenModel(scratch.path() + "/tiny-" + arch, qwen3);
+    const std::string dir = MakeQwenModel(scratch.path() + "/tiny-" + arch, qwen3);
     HfModelSource source(dir);
     const auto& kv = source.Metadata();
     CHECK(FindKv(kv, "general.architecture")->AsString() == arch);
-    CHECK(FindKv(kv, "general.file_type")->AsUInt() ==
-          1);  // f16 checkpoint: f16
+    CHECK(FindKv(kv, "general.file_type")->AsUInt() == 1);  // f16 checkpoint: f16
     CHECK(FindKv(kv, arch + ".block_count")->AsUInt() == 2);
     CHECK(FindKv(kv, arch + ".context_length")->AsUInt() == 4096);
     CHECK(FindKv(kv, arch + ".embedding_length")->AsUInt() == 64);
@@ -635,8 +578,7 @@ TEST_CASE(
     CHECK(FindKv(kv, arch + ".attention.head_count")->AsUInt() == 4);
     CHECK(FindKv(kv, arch + ".attention.head_count_kv")->AsUInt() == 2);
     CHECK(FindKv(kv, arch + ".rope.freq_base")->AsDouble() == 1000000.0);
-    CHECK(FindKv(kv, arch + ".attention.layer_norm_rms_epsilon")->AsDouble() ==
-          1e-6f);
+    CHECK(FindKv(kv, arch + ".attention.layer_norm_rms_epsilon")->AsDouble() == 1e-6f);
     // Qwen3Config always has head_dim; Qwen2's config here does not, so no
     // key/value length.
     CHECK((FindKv(kv, arch + ".attention.key_length") != nullptr) == qwen3);
@@ -659,8 +601,7 @@ TEST_CASE(
           std::vector<std::string>{"h e", "l l", "he ll"});
     CHECK(FindKv(kv, "tokenizer.ggml.eos_token_id")->AsUInt() == 17);
     CHECK(FindKv(kv, "tokenizer.ggml.padding_token_id")->AsUInt() == 16);
-    CHECK(FindKv(kv, "tokenizer.ggml.bos_token_id")->AsUInt() ==
-          16);  // from config.json
+    CHECK(FindKv(kv, "tokenizer.ggml.bos_token_id")->AsUInt() == 16);  // from config.json
     CHECK(FindKv(kv, "tokenizer.chat_template") != nullptr);
     CHECK(FindKv(kv, "tokenizer.ggml.scores") == nullptr);
 
@@ -679,10 +620,8 @@ TEST_CASE(
       CHECK(t.type == (small ? Type::kF32 : Type::kF16));
       if (t.name == "blk.1.attn_q.weight") q_index = i;
     }
-    CHECK(std::count(names.begin(), names.end(), "blk.1.attn_q_norm.weight") ==
-          (qwen3 ? 1 : 0));
-    CHECK(std::count(names.begin(), names.end(), "blk.0.attn_k.bias") ==
-          (qwen3 ? 0 : 1));
+    CHECK(std::count(names.begin(), names.end(), "blk.1.attn_q_norm.weight") == (qwen3 ? 1 : 0));
+    CHECK(std::count(names.begin(), names.end(), "blk.0.attn_k.bias") == (qwen3 ? 0 : 1));
     CHECK(names.size() == (qwen3 ? 3 + 2 * 11 : 3 + 2 * 12));
     CHECK(source.Tensors()[q_index].dims == std::vector<int64_t>{64, 64});
     // No rotary permutation for Qwen: attn_q is the checkpoint's bytes.
@@ -699,8 +638,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE(
-    "convert refuses unknown BPE pre-tokenizers, listing the known ones") {
+TEST_CASE("convert refuses unknown BPE pre-tokenizers, listing the known ones") {
   ScratchDir scratch;
   const std::string dir = MakeQwenModel(scratch.path() + "/q", false);
   std::string text = ReadTextFile(dir + "/tokenizer.json");
@@ -725,9 +663,8 @@ TEST_CASE(
   tensors.push_back(RandomF16(rng, "lm_head.weight", {8, 32}));
   tensors.push_back(RandomF16(rng, "model.norm.weight", {32}));
   const std::string p = "model.layers.0.";
-  for (const char* norm :
-       {"input_layernorm", "post_attention_layernorm",
-        "pre_feedforward_layernorm", "post_feedforward_layernorm"}) {
+  for (const char* norm : {"input_layernorm", "post_attention_layernorm",
+                           "pre_feedforward_layernorm", "post_feedforward_layernorm"}) {
     tensors.push_back(RandomF16(rng, p + norm + ".weight", {32}));
   }
   tensors.push_back(RandomF16(rng, p + "self_attn.q_proj.weight", {32, 32}));
@@ -744,73 +681,62 @@ TEST_CASE(
       "head_dim": 16, "num_hidden_layers": 1, "vocab_size": 8, "max_position_embeddings": 512,
       "rms_norm_eps": 1e-06, "sliding_window": 128, "final_logit_softcapping": 30.0,
       "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0})");
-  const std::string spm =
-      PieceProto("<pad>", 0.0f, 3) + PieceProto("<eos>", 0.0f, 3) +
-      PieceProto("<bos>", 0.0f, 3) + PieceProto("<unk>", 0.0f, 2) +
-      PieceProto("\xE2\x96\x81", -1.0f, 1) + PieceProto("a", -2.0f, 1) +
-      PieceProto("b", -3.0f, 1) + PieceProto("<0x0A>", 0.0f, 6);
+  const std::string spm = PieceProto("<pad>", 0.0f, 3) + PieceProto("<eos>", 0.0f, 3) +
+                          PieceProto("<bos>", 0.0f, 3) + PieceProto("<unk>", 0.0f, 2) +
+                          PieceProto("\xE2\x96\x81", -1.0f, 1) + PieceProto("a", -2.0f, 1) +
+                          PieceProto("b", -3.0f, 1) + PieceProto("<0x0A>", 0.0f, 6);
   WriteFile(dir + "/tokenizer.model", spm);
 
   HfModelSource source(dir);
   std::vector<std::string> keys;
   for (const GgufKv& kv : source.Metadata()) keys.push_back(kv.key);
-  const std::vector<std::string> expected_keys = {
-      "general.architecture",
-      "general.type",
-      "general.name",
-      "general.size_label",
-      "gemma2.context_length",
-      "gemma2.embedding_length",
-      "gemma2.block_count",
-      "gemma2.feed_forward_length",
-      "gemma2.attention.head_count",
-      "gemma2.attention.head_count_kv",
-      "gemma2.attention.layer_norm_rms_epsilon",
-      "gemma2.attention.key_length",
-      "gemma2.attention.value_length",
-      "general.file_type",
-      "gemma2.attn_logit_softcapping",
-      "gemma2.final_logit_softcapping",
-      "gemma2.attention.sliding_window",
-      "general.quantization_version",
-      "tokenizer.ggml.model",
-      "tokenizer.ggml.pre",
-      "tokenizer.ggml.tokens",
-      "tokenizer.ggml.scores",
-      "tokenizer.ggml.token_type",
-      "tokenizer.ggml.bos_token_id",
-      "tokenizer.ggml.eos_token_id",
-      "tokenizer.ggml.padding_token_id",
-      "tokenizer.ggml.add_space_prefix"};
+  const std::vector<std::string> expected_keys = {"general.architecture",
+                                                  "general.type",
+                                                  "general.name",
+                                                  "general.size_label",
+                                                  "gemma2.context_length",
+                                                  "gemma2.embedding_length",
+                                                  "gemma2.block_count",
+                                                  "gemma2.feed_forward_length",
+                                                  "gemma2.attention.head_count",
+                                                  "gemma2.attention.head_count_kv",
+                                                  "gemma2.attention.layer_norm_rms_epsilon",
+                                                  "gemma2.attention.key_length",
+                                                  "gemma2.attention.value_length",
+                                                  "general.file_type",
+                                                  "gemma2.attn_logit_softcapping",
+                                                  "gemma2.final_logit_softcapping",
+                                                  "gemma2.attention.sliding_window",
+                                                  "general.quantization_version",
+                                                  "tokenizer.ggml.model",
+                                                  "tokenizer.ggml.pre",
+                                                  "tokenizer.ggml.tokens",
+                                                  "tokenizer.ggml.scores",
+                                                  "tokenizer.ggml.token_type",
+                                                  "tokenizer.ggml.bos_token_id",
+                                                  "tokenizer.ggml.eos_token_id",
+                                                  "tokenizer.ggml.padding_token_id",
+                                                  "tokenizer.ggml.add_space_prefix"};
   CHECK(keys == expected_keys);
-  CHECK(
-      FindKv(source.Metadata(), "gemma2.attn_logit_softcapping")->AsDouble() ==
-      50.0);  // default
-  CHECK(
-      FindKv(source.Metadata(), "gemma2.attention.sliding_window")->AsUInt() ==
-      128);
+  CHECK(FindKv(source.Metadata(), "gemma2.attn_logit_softcapping")->AsDouble() == 50.0);  // default
+  CHECK(FindKv(source.Metadata(), "gemma2.attention.sliding_window")->AsUInt() == 128);
   CHECK(FindKv(source.Metadata(), "general.name")->AsString() == "Tiny Gemma2");
-  CHECK(
-      FindKv(source.Metadata(), "tokenizer.ggml.add_space_prefix")->AsBool() ==
-      false);
+  CHECK(FindKv(source.Metadata(), "tokenizer.ggml.add_space_prefix")->AsBool() == false);
 
   std::vector<std::string> names;
   for (const TensorDescriptor& t : source.Tensors()) names.push_back(t.name);
   const std::vector<std::string> expected_names = {
-      "token_embd.weight",          "blk.0.attn_norm.weight",
-      "blk.0.ffn_down.weight",      "blk.0.ffn_gate.weight",
-      "blk.0.ffn_up.weight",        "blk.0.post_attention_norm.weight",
-      "blk.0.post_ffw_norm.weight", "blk.0.ffn_norm.weight",
-      "blk.0.attn_k.weight",        "blk.0.attn_output.weight",
-      "blk.0.attn_q.weight",        "blk.0.attn_v.weight",
+      "token_embd.weight",          "blk.0.attn_norm.weight", "blk.0.ffn_down.weight",
+      "blk.0.ffn_gate.weight",      "blk.0.ffn_up.weight",    "blk.0.post_attention_norm.weight",
+      "blk.0.post_ffw_norm.weight", "blk.0.ffn_norm.weight",  "blk.0.attn_k.weight",
+      "blk.0.attn_output.weight",   "blk.0.attn_q.weight",    "blk.0.attn_v.weight",
       "output_norm.weight"};
   CHECK(names == expected_names);
 
   // Norms: (w + 1) rounded to f16 (torch adds f16 tensors in f16), then widened
   // to f32.
   SafetensorsFile st(dir + "/model.safetensors");
-  const StTensor* norm =
-      st.Find("model.layers.0.pre_feedforward_layernorm.weight");
+  const StTensor* norm = st.Find("model.layers.0.pre_feedforward_layernorm.weight");
   TensorBytes bytes = source.LoadTensor(7);
   REQUIRE(source.Tensors()[7].type == Type::kF32);
   REQUIRE(bytes.size() == 32 * 4);
@@ -836,9 +762,8 @@ std::string MakeGemma3Model(const std::string& dir, bool multimodal,
   tensors.push_back(RandomF16(rng, m + "embed_tokens.weight", {10, 32}));
   tensors.push_back(RandomF16(rng, m + "norm.weight", {32}));
   const std::string p = m + "layers.0.";
-  for (const char* norm :
-       {"input_layernorm", "post_attention_layernorm",
-        "pre_feedforward_layernorm", "post_feedforward_layernorm"}) {
+  for (const char* norm : {"input_layernorm", "post_attention_layernorm",
+                           "pre_feedforward_layernorm", "post_feedforward_layernorm"}) {
     tensors.push_back(RandomF16(rng, p + norm + ".weight", {32}));
   }
   tensors.push_back(RandomF16(rng, p + "self_attn.q_norm.weight", {16}));
@@ -851,10 +776,8 @@ std::string MakeGemma3Model(const std::string& dir, bool multimodal,
   tensors.push_back(RandomF16(rng, p + "mlp.up_proj.weight", {64, 32}));
   tensors.push_back(RandomF16(rng, p + "mlp.down_proj.weight", {32, 64}));
   if (multimodal) {
-    tensors.push_back(RandomF16(
-        rng, "vision_tower.vision_model.post_layernorm.weight", {8}));
-    tensors.push_back(RandomF16(
-        rng, "multi_modal_projector.mm_input_projection_weight", {8, 32}));
+    tensors.push_back(RandomF16(rng, "vision_tower.vision_model.post_layernorm.weight", {8}));
+    tensors.push_back(RandomF16(rng, "multi_modal_projector.mm_input_projection_weight", {8, 32}));
   }
   WriteSafetensors(dir + "/model.safetensors", tensors);
   const std::string text_config =
@@ -863,22 +786,19 @@ std::string MakeGemma3Model(const std::string& dir, bool multimodal,
       "vocab_size": 8, "max_position_embeddings": 512, "sliding_window": 128)" +
       extra_config;
   // SpecialVocab reads the token ids from config.json's top level.
-  const std::string token_ids =
-      R"("bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0)";
+  const std::string token_ids = R"("bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0)";
   WriteFile(dir + "/config.json",
             multimodal ? R"({"architectures": ["Gemma3ForConditionalGeneration"],
                 "model_type": "gemma3", "vision_config": {"hidden_size": 8}, )" +
-                             token_ids +
-                             R"(, "text_config": {"model_type": "gemma3_text", )" +
+                             token_ids + R"(, "text_config": {"model_type": "gemma3_text", )" +
                              text_config + "}}"
-                       : R"({"architectures": ["Gemma3ForCausalLM"], )" +
-                             token_ids + ", " + text_config + "}");
+                       : R"({"architectures": ["Gemma3ForCausalLM"], )" + token_ids + ", " +
+                             text_config + "}");
   WriteFile(dir + "/tokenizer.model",
             PieceProto("<pad>", 0.0f, 3) + PieceProto("<eos>", 0.0f, 3) +
                 PieceProto("<bos>", 0.0f, 3) + PieceProto("<unk>", 0.0f, 2) +
-                PieceProto("\xE2\x96\x81", -1.0f, 1) +
-                PieceProto("a", -2.0f, 1) + PieceProto("b", -3.0f, 1) +
-                PieceProto("<0x0A>", 0.0f, 6));
+                PieceProto("\xE2\x96\x81", -1.0f, 1) + PieceProto("a", -2.0f, 1) +
+                PieceProto("b", -3.0f, 1) + PieceProto("<0x0A>", 0.0f, 6));
   return dir;
 }
 
@@ -891,34 +811,33 @@ TEST_CASE(
   std::vector<std::string> keys;
   for (const GgufKv& kv : source.Metadata()) keys.push_back(kv.key);
   // TextModel's list, then Gemma 3's overrides in place and its additions.
-  const std::vector<std::string> expected_keys = {
-      "general.architecture",
-      "general.type",
-      "general.name",
-      "general.size_label",
-      "gemma3.block_count",
-      "gemma3.context_length",
-      "gemma3.embedding_length",
-      "gemma3.feed_forward_length",
-      "gemma3.attention.head_count",
-      "gemma3.attention.head_count_kv",
-      "gemma3.rope.freq_base",
-      "gemma3.rope.freq_base_swa",
-      "gemma3.attention.layer_norm_rms_epsilon",
-      "gemma3.attention.key_length",
-      "gemma3.attention.value_length",
-      "general.file_type",
-      "gemma3.attention.sliding_window",
-      "general.quantization_version",
-      "tokenizer.ggml.model",
-      "tokenizer.ggml.pre",
-      "tokenizer.ggml.tokens",
-      "tokenizer.ggml.scores",
-      "tokenizer.ggml.token_type",
-      "tokenizer.ggml.bos_token_id",
-      "tokenizer.ggml.eos_token_id",
-      "tokenizer.ggml.padding_token_id",
-      "tokenizer.ggml.add_space_prefix"};
+  const std::vector<std::string> expected_keys = {"general.architecture",
+                                                  "general.type",
+                                                  "general.name",
+                                                  "general.size_label",
+                                                  "gemma3.block_count",
+                                                  "gemma3.context_length",
+                                                  "gemma3.embedding_length",
+                                                  "gemma3.feed_forward_length",
+                                                  "gemma3.attention.head_count",
+                                                  "gemma3.attention.head_count_kv",
+                                                  "gemma3.rope.freq_base",
+                                                  "gemma3.rope.freq_base_swa",
+                                                  "gemma3.attention.layer_norm_rms_epsilon",
+                                                  "gemma3.attention.key_length",
+                                                  "gemma3.attention.value_length",
+                                                  "general.file_type",
+                                                  "gemma3.attention.sliding_window",
+                                                  "general.quantization_version",
+                                                  "tokenizer.ggml.model",
+                                                  "tokenizer.ggml.pre",
+                                                  "tokenizer.ggml.tokens",
+                                                  "tokenizer.ggml.scores",
+                                                  "tokenizer.ggml.token_type",
+                                                  "tokenizer.ggml.bos_token_id",
+                                                  "tokenizer.ggml.eos_token_id",
+                                                  "tokenizer.ggml.padding_token_id",
+                                                  "tokenizer.ggml.add_space_prefix"};
   CHECK(keys == expected_keys);
   const std::vector<GgufKv>& kv = source.Metadata();
   // Gemma3TextConfig's defaults: rope_theta 1e6 for global layers,
@@ -936,14 +855,11 @@ TEST_CASE(
   std::vector<std::string> names;
   for (const TensorDescriptor& t : source.Tensors()) names.push_back(t.name);
   const std::vector<std::string> expected_names = {
-      "token_embd.weight",          "blk.0.attn_norm.weight",
-      "blk.0.ffn_down.weight",      "blk.0.ffn_gate.weight",
-      "blk.0.ffn_up.weight",        "blk.0.post_attention_norm.weight",
-      "blk.0.post_ffw_norm.weight", "blk.0.ffn_norm.weight",
-      "blk.0.attn_k_norm.weight",   "blk.0.attn_k.weight",
-      "blk.0.attn_output.weight",   "blk.0.attn_q_norm.weight",
-      "blk.0.attn_q.weight",        "blk.0.attn_v.weight",
-      "output_norm.weight"};
+      "token_embd.weight",          "blk.0.attn_norm.weight",   "blk.0.ffn_down.weight",
+      "blk.0.ffn_gate.weight",      "blk.0.ffn_up.weight",      "blk.0.post_attention_norm.weight",
+      "blk.0.post_ffw_norm.weight", "blk.0.ffn_norm.weight",    "blk.0.attn_k_norm.weight",
+      "blk.0.attn_k.weight",        "blk.0.attn_output.weight", "blk.0.attn_q_norm.weight",
+      "blk.0.attn_q.weight",        "blk.0.attn_v.weight",      "output_norm.weight"};
   CHECK(names == expected_names);
 
   SafetensorsFile st(dir + "/model.safetensors");
@@ -953,8 +869,7 @@ TEST_CASE(
   REQUIRE(embd.type == Type::kF16);
   const TensorBytes embd_bytes = source.LoadTensor(0);
   REQUIRE(embd_bytes.size() == 8 * 32 * 2);
-  CHECK(std::memcmp(embd_bytes.data(),
-                    st.Data(*st.Find("model.embed_tokens.weight")),
+  CHECK(std::memcmp(embd_bytes.data(), st.Data(*st.Find("model.embed_tokens.weight")),
                     embd_bytes.size()) == 0);
   // The per-head q norm is a norm too: (w + 1) rounded to f16, widened to f32.
   const StTensor* q_norm = st.Find("model.layers.0.self_attn.q_norm.weight");
@@ -1003,20 +918,18 @@ TEST_CASE(
     "Gemma3Model writes them; attention softcapping is refused") {
   ScratchDir scratch;
   {
-    HfModelSource source(
-        MakeGemma3Model(scratch.path() + "/a", false,
-                        R"(, "final_logit_softcapping": 30.0,
+    HfModelSource source(MakeGemma3Model(scratch.path() + "/a", false,
+                                         R"(, "final_logit_softcapping": 30.0,
                         "sliding_window_pattern": 1)"));
     const std::vector<GgufKv>& kv = source.Metadata();
     REQUIRE(FindKv(kv, "gemma3.final_logit_softcapping") != nullptr);
     CHECK(FindKv(kv, "gemma3.final_logit_softcapping")->AsDouble() == 30.0);
     CHECK(FindKv(kv, "gemma3.attention.sliding_window") == nullptr);
   }
-  const std::string dir = MakeGemma3Model(scratch.path() + "/b", false,
-                                          R"(, "attn_logit_softcapping": 50.0)");
+  const std::string dir =
+      MakeGemma3Model(scratch.path() + "/b", false, R"(, "attn_logit_softcapping": 50.0)");
   CHECK_THROWS_WITH(HfModelSource(dir),
-                    Catch::Contains("config.json") &&
-                        Catch::Contains("attn_logit_softcapping"));
+                    Catch::Contains("config.json") && Catch::Contains("attn_logit_softcapping"));
 }
 
 TEST_CASE(
@@ -1030,43 +943,35 @@ TEST_CASE(
   tensors.push_back(RandomF16(rng, "model.embed_tokens.weight", {12, 32}));
   tensors.push_back(RandomF16(rng, "lm_head.weight", {12, 32}));
   tensors.push_back(RandomF16(rng, "model.norm.weight", {32}));
-  tensors.push_back(
-      RandomF16(rng, "model.layers.0.input_layernorm.weight", {32}));
-  tensors.push_back(
-      RandomF16(rng, "model.layers.0.post_attention_layernorm.weight", {32}));
-  tensors.push_back(
-      RandomF16(rng, "model.layers.0.self_attn.qkv_proj.weight", {96, 32}));
-  tensors.push_back(
-      RandomF16(rng, "model.layers.0.self_attn.o_proj.weight", {32, 32}));
-  tensors.push_back(
-      RandomF16(rng, "model.layers.0.mlp.gate_up_proj.weight", {128, 32}));
-  tensors.push_back(
-      RandomF16(rng, "model.layers.0.mlp.down_proj.weight", {32, 64}));
+  tensors.push_back(RandomF16(rng, "model.layers.0.input_layernorm.weight", {32}));
+  tensors.push_back(RandomF16(rng, "model.layers.0.post_attention_layernorm.weight", {32}));
+  tensors.push_back(RandomF16(rng, "model.layers.0.self_attn.qkv_proj.weight", {96, 32}));
+  tensors.push_back(RandomF16(rng, "model.layers.0.self_attn.o_proj.weight", {32, 32}));
+  tensors.push_back(RandomF16(rng, "model.layers.0.mlp.gate_up_proj.weight", {128, 32}));
+  tensors.push_back(RandomF16(rng, "model.layers.0.mlp.down_proj.weight", {32, 64}));
   WriteSafetensors(dir + "/model.safetensors", tensors);
-  nlohmann::json config = {
-      {"architectures", {"Phi3ForCausalLM"}},
-      {"hidden_size", 32},
-      {"intermediate_size", 64},
-      {"num_attention_heads", 2},
-      {"num_key_value_heads", 2},
-      {"num_hidden_layers", 1},
-      {"vocab_size", 12},
-      {"max_position_embeddings", 1024},
-      {"original_max_position_embeddings", 256},
-      {"rms_norm_eps", 1e-5},
-      {"rope_theta", 10000.0},
-      {"sliding_window", 262},
-      {"bos_token_id", 1},
-      {"eos_token_id", 9},
-      {"rope_scaling",
-       {{"type", "longrope"},
-        {"long_factor", {1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5}},
-        {"short_factor", {1.0, 1.0, 1.0, 1.0, 1.1, 1.1, 1.1, 1.1}}}}};
+  nlohmann::json config = {{"architectures", {"Phi3ForCausalLM"}},
+                           {"hidden_size", 32},
+                           {"intermediate_size", 64},
+                           {"num_attention_heads", 2},
+                           {"num_key_value_heads", 2},
+                           {"num_hidden_layers", 1},
+                           {"vocab_size", 12},
+                           {"max_position_embeddings", 1024},
+                           {"original_max_position_embeddings", 256},
+                           {"rms_norm_eps", 1e-5},
+                           {"rope_theta", 10000.0},
+                           {"sliding_window", 262},
+                           {"bos_token_id", 1},
+                           {"eos_token_id", 9},
+                           {"rope_scaling",
+                            {{"type", "longrope"},
+                             {"long_factor", {1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5}},
+                             {"short_factor", {1.0, 1.0, 1.0, 1.0, 1.1, 1.1, 1.1, 1.1}}}}};
   WriteFile(dir + "/config.json", config.dump(2));
-  const std::string spm =
-      PieceProto("<unk>", 0.0f, 2) + PieceProto("<s>", 0.0f, 3) +
-      PieceProto("</s>", 0.0f, 3) + PieceProto("\xE2\x96\x81", -1.0f, 1) +
-      PieceProto("a", -2.0f, 1) + PieceProto("b", -3.0f, 1);
+  const std::string spm = PieceProto("<unk>", 0.0f, 2) + PieceProto("<s>", 0.0f, 3) +
+                          PieceProto("</s>", 0.0f, 3) + PieceProto("\xE2\x96\x81", -1.0f, 1) +
+                          PieceProto("a", -2.0f, 1) + PieceProto("b", -3.0f, 1);
   WriteFile(dir + "/tokenizer.model", spm);
   WriteFile(dir + "/tokenizer_config.json",
             R"({"tokenizer_class": "LlamaTokenizer",
@@ -1085,12 +990,10 @@ TEST_CASE(
   CHECK(kv[1].value.AsDouble() ==
         static_cast<float>(std::sqrt(1.0 + std::log(4.0) / std::log(256.0))));
   CHECK(kv[2].key == "general.type");
-  CHECK(FindKv(kv, "general.basename")->AsString() ==
-        "Phi-3-tiny");  // as gguf-py decides
+  CHECK(FindKv(kv, "general.basename")->AsString() == "Phi-3-tiny");  // as gguf-py decides
   CHECK(FindKv(kv, "general.finetune")->AsString() == "128k-instruct");
   CHECK(FindKv(kv, "phi3.context_length")->AsUInt() == 1024);
-  CHECK(FindKv(kv, "phi3.rope.scaling.original_context_length")->AsUInt() ==
-        256);
+  CHECK(FindKv(kv, "phi3.rope.scaling.original_context_length")->AsUInt() == 256);
   CHECK(FindKv(kv, "phi3.rope.dimension_count")->AsUInt() == 16);
   CHECK(FindKv(kv, "phi3.attention.sliding_window")->AsUInt() == 262);
   CHECK(FindKv(kv, "phi3.attention.key_length") == nullptr);
@@ -1099,9 +1002,7 @@ TEST_CASE(
   CHECK(tokens->strings()[10] == "<|user|>");
   CHECK(tokens->strings()[11] == "[PAD11]");
   std::vector<int32_t> types(12);
-  std::memcpy(types.data(),
-              FindKv(kv, "tokenizer.ggml.token_type")->scalar_bytes().data(),
-              48);
+  std::memcpy(types.data(), FindKv(kv, "tokenizer.ggml.token_type")->scalar_bytes().data(), 48);
   CHECK(types[9] == 3);   // special: control
   CHECK(types[10] == 4);  // Phi3 does not guess "<|...|>" as special
   CHECK(types[11] == 5);
@@ -1109,17 +1010,11 @@ TEST_CASE(
 
   std::vector<std::string> names;
   for (const TensorDescriptor& t : source.Tensors()) names.push_back(t.name);
-  const std::vector<std::string> expected_names = {"rope_factors_long.weight",
-                                                   "rope_factors_short.weight",
-                                                   "output.weight",
-                                                   "token_embd.weight",
-                                                   "blk.0.attn_norm.weight",
-                                                   "blk.0.ffn_down.weight",
-                                                   "blk.0.ffn_up.weight",
-                                                   "blk.0.ffn_norm.weight",
-                                                   "blk.0.attn_output.weight",
-                                                   "blk.0.attn_qkv.weight",
-                                                   "output_norm.weight"};
+  const std::vector<std::string> expected_names = {
+      "rope_factors_long.weight", "rope_factors_short.weight", "output.weight",
+      "token_embd.weight",        "blk.0.attn_norm.weight",    "blk.0.ffn_down.weight",
+      "blk.0.ffn_up.weight",      "blk.0.ffn_norm.weight",     "blk.0.attn_output.weight",
+      "blk.0.attn_qkv.weight",    "output_norm.weight"};
   CHECK(names == expected_names);
   CHECK(source.Tensors()[0].type == Type::kF32);
   CHECK(source.Tensors()[6].dims == std::vector<int64_t>{32, 128});
@@ -1136,8 +1031,7 @@ TEST_CASE(
   ScratchDir scratch;
   // The Qwen fixture's checkpoint has llama tensor names (minus the biases we
   // drop here).
-  const std::string dir =
-      MakeQwenModel(scratch.path() + "/tiny-llama3", /*qwen3=*/true);
+  const std::string dir = MakeQwenModel(scratch.path() + "/tiny-llama3", /*qwen3=*/true);
   {
     SafetensorsFile st(dir + "/model.safetensors");
     std::vector<SynthTensor> kept;
@@ -1147,15 +1041,13 @@ TEST_CASE(
         continue;  // Qwen3's q_norm / k_norm
       }
       kept.push_back(
-          {t.name, t.shape,
-           std::vector<uint8_t>(st.Data(t), st.Data(t) + (t.end - t.begin))});
+          {t.name, t.shape, std::vector<uint8_t>(st.Data(t), st.Data(t) + (t.end - t.begin))});
     }
     WriteSafetensors(dir + "/model.safetensors.new", kept);
   }
   REQUIRE(std::rename((dir + "/model.safetensors.new").c_str(),
                       (dir + "/model.safetensors").c_str()) == 0);
-  nlohmann::json config =
-      nlohmann::json::parse(ReadTextFile(dir + "/config.json"));
+  nlohmann::json config = nlohmann::json::parse(ReadTextFile(dir + "/config.json"));
   config["architectures"] = {"LlamaForCausalLM"};
   config["rope_theta"] = 500000.0;
   config["rope_scaling"] = {{"factor", 8.0},
@@ -1171,14 +1063,11 @@ TEST_CASE(
   WriteFile(dir + "/tokenizer.json", tokenizer);
 
   HfModelSource source(dir);
-  CHECK(FindKv(source.Metadata(), "tokenizer.ggml.model")->AsString() ==
-        "gpt2");
-  CHECK(FindKv(source.Metadata(), "tokenizer.ggml.pre")->AsString() ==
-        "llama-bpe");
+  CHECK(FindKv(source.Metadata(), "tokenizer.ggml.model")->AsString() == "gpt2");
+  CHECK(FindKv(source.Metadata(), "tokenizer.ggml.pre")->AsString() == "llama-bpe");
   CHECK(FindKv(source.Metadata(), "llama.rope.scaling.type") == nullptr);
   REQUIRE(source.Tensors()[0].name == "rope_freqs.weight");
-  REQUIRE(source.Tensors()[0].dims ==
-          std::vector<int64_t>{8});  // head_dim 16 / 2
+  REQUIRE(source.Tensors()[0].dims == std::vector<int64_t>{8});  // head_dim 16 / 2
   TensorBytes bytes = source.LoadTensor(0);
   std::vector<float> factors(8);
   std::memcpy(factors.data(), bytes.data(), 32);
@@ -1193,14 +1082,12 @@ TEST_CASE(
       CHECK(factors[i] == 8.0f);
     } else {
       const double smooth = (64 / wavelen - 1) / 3;
-      CHECK(factors[i] ==
-            Approx(1 / ((1 - smooth) / 8 + smooth)).epsilon(1e-6));
+      CHECK(factors[i] == Approx(1 / ((1 - smooth) / 8 + smooth)).epsilon(1e-6));
     }
   }
   // Every q/k projection is permuted (llama) and the rest maps as for llama.
   CHECK(source.Tensors()[1].name == "output.weight");
-  CHECK(FindKv(source.Metadata(), "llama.rope.dimension_count")->AsUInt() ==
-        16);
+  CHECK(FindKv(source.Metadata(), "llama.rope.dimension_count")->AsUInt() == 16);
 }
 
 TEST_CASE("convert widens F8_E4M3, F16 and BF16 checkpoints exactly") {
@@ -1212,22 +1099,17 @@ TEST_CASE("convert widens F8_E4M3, F16 and BF16 checkpoints exactly") {
   {
     SafetensorsFile st(dir + "/model.safetensors");
     for (const StTensor& t : st.tensors()) {
-      tensors.push_back(
-          {t.name, t.shape,
-           std::vector<uint8_t>(st.Data(t), st.Data(t) + (t.end - t.begin)),
-           "F32"});
+      tensors.push_back({t.name, t.shape,
+                         std::vector<uint8_t>(st.Data(t), st.Data(t) + (t.end - t.begin)), "F32"});
     }
   }
   // lm_head as F8_E4M3 holding every byte value twice.
-  SynthTensor head{
-      "lm_head.weight", {512, 64}, std::vector<uint8_t>(512 * 64), "F8_E4M3"};
-  for (size_t i = 0; i < head.bytes.size(); ++i)
-    head.bytes[i] = static_cast<uint8_t>(i);
+  SynthTensor head{"lm_head.weight", {512, 64}, std::vector<uint8_t>(512 * 64), "F8_E4M3"};
+  for (size_t i = 0; i < head.bytes.size(); ++i) head.bytes[i] = static_cast<uint8_t>(i);
   tensors.push_back(head);
   WriteSafetensors(dir + "/model.safetensors", tensors);
   WriteFile(dir + "/config.json", [&] {
-    nlohmann::json c =
-        nlohmann::json::parse(ReadTextFile(dir + "/config.json"));
+    nlohmann::json c = nlohmann::json::parse(ReadTextFile(dir + "/config.json"));
     c["tie_word_embeddings"] = false;
     return c.dump();
   }());
@@ -1269,8 +1151,7 @@ TEST_CASE("convert MistralForCausalLM folders as llama, byte for byte") {
   // Same folder name, so the same general.name; MistralForCausalLM converts
   // with llama's rules.
   REQUIRE(::mkdir((scratch.path() + "/m").c_str(), 0755) == 0);
-  const std::string dir =
-      CopyModel("stories260K", scratch.path() + "/m/stories260K");
+  const std::string dir = CopyModel("stories260K", scratch.path() + "/m/stories260K");
   nlohmann::json c = nlohmann::json::parse(ReadTextFile(dir + "/config.json"));
   c["architectures"] = {"MistralForCausalLM"};
   c["model_type"] = "mistral";

@@ -1,7 +1,7 @@
 // Checks the type registry against the GGUF specification's ids, names and block sizes.
-#include <catch2/catch.hpp>
-
 #include "hwyquant/format.h"
+
+#include <catch2/catch.hpp>
 
 namespace hwyquant {
 namespace {
@@ -50,8 +50,7 @@ TEST_CASE("RowSize multiplies whole blocks and rejects partial ones") {
   CHECK(RowSize(Type::kF16, 7) == 14);
   CHECK(RowSize(Type::kQ4_K, 0) == 0);
   CHECK_THROWS_WITH(RowSize(Type::kQ4_K, 100),
-                    Catch::Contains("100") && Catch::Contains("q4_K") &&
-                        Catch::Contains("256"));
+                    Catch::Contains("100") && Catch::Contains("q4_K") && Catch::Contains("256"));
   CHECK_THROWS_AS(TraitsOf(static_cast<Type>(5)), Error);
 }
 

@@ -1,5 +1,8 @@
 // Tests of OutputFile and the GGUF reader/writer: round trips, every value type, v2, and
 // corrupt or truncated files (which must fail with a clear Error, never crash).
+#include "pipeline/gguf.h"
+
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,11 +12,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
 #include <string>
 #include <vector>
 
-#include "pipeline/gguf.h"
 #include "pipeline/model_source.h"
 #include "pipeline/output_file.h"
 #include "tests/support.h"
@@ -78,10 +79,10 @@ std::vector<GgufKv> EveryKindOfKv() {
   kv.push_back({"t.arr_empty", GgufValue::ArrayOf<uint32_t>(GgufType::kU32, {})});
   kv.push_back({"t.arr_str", GgufValue::StringArray({"<unk>", "", "héllo", "▁the"})});
   kv.push_back({"t.arr_nested",
-                GgufValue::ArrayOfArrays(
-                    {GgufValue::StringArray({"a", "b"}),
-                     GgufValue::ArrayOf<int32_t>(GgufType::kI32, {1, 2, 3}),
-                     GgufValue::ArrayOfArrays({GgufValue::ArrayOf<uint8_t>(GgufType::kU8, {9})})})});
+                GgufValue::ArrayOfArrays({GgufValue::StringArray({"a", "b"}),
+                                          GgufValue::ArrayOf<int32_t>(GgufType::kI32, {1, 2, 3}),
+                                          GgufValue::ArrayOfArrays({GgufValue::ArrayOf<uint8_t>(
+                                              GgufType::kU8, {9})})})});
   return kv;
 }
 
@@ -515,7 +516,8 @@ TEST_CASE("GGUF corrupt headers give specific errors", "[gguf]") {
   CHECK_THAT(ErrorOf({'G', 'G', 'U'}), Catch::Contains("too short"));
   CHECK_THAT(ErrorOf({'G', 'G', 'M', 'L', 3, 0, 0, 0}), Catch::Contains("not a GGUF file"));
   CHECK_THAT(ErrorOf(Builder().Header(1, 0, 0).bytes), Catch::Contains("version 1"));
-  CHECK_THAT(ErrorOf(Builder().Header(4, 0, 0).bytes), Catch::Contains("unsupported GGUF version 4"));
+  CHECK_THAT(ErrorOf(Builder().Header(4, 0, 0).bytes),
+             Catch::Contains("unsupported GGUF version 4"));
   CHECK_THAT(ErrorOf(Builder().Header(0x03000000, 0, 0).bytes), Catch::Contains("big-endian"));
   CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1ull << 60).bytes), Catch::Contains("metadata count"));
   CHECK_THAT(ErrorOf(Builder().Header(3, 1ull << 60, 0).bytes), Catch::Contains("tensor count"));
@@ -527,15 +529,29 @@ TEST_CASE("GGUF corrupt headers give specific errors", "[gguf]") {
              Catch::Contains("empty key"));
   CHECK_THAT(ErrorOf(Builder()
                          .Header(3, 0, 2)
-                         .Str("k").Put<uint32_t>(0).Put<uint8_t>(1)
-                         .Str("k").Put<uint32_t>(0).Put<uint8_t>(1)
+                         .Str("k")
+                         .Put<uint32_t>(0)
+                         .Put<uint8_t>(1)
+                         .Str("k")
+                         .Put<uint32_t>(0)
+                         .Put<uint8_t>(1)
                          .bytes),
              Catch::Contains("duplicate metadata key 'k'"));
-  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("k").Put<uint32_t>(9).Put<uint32_t>(4)
-                         .Put<uint64_t>(1ull << 61).bytes),
+  CHECK_THAT(ErrorOf(Builder()
+                         .Header(3, 0, 1)
+                         .Str("k")
+                         .Put<uint32_t>(9)
+                         .Put<uint32_t>(4)
+                         .Put<uint64_t>(1ull << 61)
+                         .bytes),
              Catch::Contains("claims"));
-  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("k").Put<uint32_t>(9).Put<uint32_t>(8)
-                         .Put<uint64_t>(1ull << 40).bytes),
+  CHECK_THAT(ErrorOf(Builder()
+                         .Header(3, 0, 1)
+                         .Str("k")
+                         .Put<uint32_t>(9)
+                         .Put<uint32_t>(8)
+                         .Put<uint64_t>(1ull << 40)
+                         .bytes),
              Catch::Contains("claims"));
   {
     Builder deep;
@@ -543,16 +559,28 @@ TEST_CASE("GGUF corrupt headers give specific errors", "[gguf]") {
     for (int i = 0; i < 100; ++i) deep.Put<uint32_t>(9).Put<uint64_t>(1);
     CHECK_THAT(ErrorOf(deep.bytes), Catch::Contains("nests arrays deeper"));
   }
-  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("general.alignment").Put<uint32_t>(4)
-                         .Put<uint32_t>(0).bytes),
+  CHECK_THAT(ErrorOf(Builder()
+                         .Header(3, 0, 1)
+                         .Str("general.alignment")
+                         .Put<uint32_t>(4)
+                         .Put<uint32_t>(0)
+                         .bytes),
              Catch::Contains("not a power of two"));
-  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("general.alignment").Put<uint32_t>(10)
-                         .Put<uint64_t>(32).bytes),
+  CHECK_THAT(ErrorOf(Builder()
+                         .Header(3, 0, 1)
+                         .Str("general.alignment")
+                         .Put<uint32_t>(10)
+                         .Put<uint64_t>(32)
+                         .bytes),
              Catch::Contains("must be a u32"));
   // No tensors, but an alignment no writer could have padded the header to (rewriting the
   // header would allocate 1 GiB of padding).
-  CHECK_THAT(ErrorOf(Builder().Header(3, 0, 1).Str("general.alignment").Put<uint32_t>(4)
-                         .Put<uint32_t>(1u << 30).bytes),
+  CHECK_THAT(ErrorOf(Builder()
+                         .Header(3, 0, 1)
+                         .Str("general.alignment")
+                         .Put<uint32_t>(4)
+                         .Put<uint32_t>(1u << 30)
+                         .bytes),
              Catch::Contains("general.alignment 1073741824 is larger than the whole file"));
 
   auto tensor = [](uint32_t n_dims, std::vector<uint64_t> dims, uint32_t type, uint64_t offset) {
@@ -589,7 +617,8 @@ TEST_CASE("GGUF reader opens files by path and names them in errors", "[gguf]") 
   CHECK_THROWS_WITH(GgufFile::Open(dir.path() + "/missing.gguf"), Catch::Contains("missing.gguf"));
   const std::string empty = dir.path() + "/empty.gguf";
   std::fclose(std::fopen(empty.c_str(), "wb"));
-  CHECK_THROWS_WITH(GgufFile::Open(empty), Catch::Contains("empty.gguf") && Catch::Contains("empty"));
+  CHECK_THROWS_WITH(GgufFile::Open(empty),
+                    Catch::Contains("empty.gguf") && Catch::Contains("empty"));
   CHECK_THROWS_WITH(GgufFile::Open(dir.path()), Catch::Contains("not a regular file"));
 }
 
@@ -618,8 +647,7 @@ TEST_CASE("GgufModelSource streams tensors from the mapping", "[gguf]") {
   CHECK(owned.data()[2] == 3);
 }
 
-TEST_CASE("GgufModelSource reads tensor ranges with pread, and names a truncated file",
-          "[gguf]") {
+TEST_CASE("GgufModelSource reads tensor ranges with pread, and names a truncated file", "[gguf]") {
   TempDir dir;
   const SmallModel m = MakeSmallModel(EveryKindOfKv());
   const std::string path = dir.path() + "/src.gguf";
@@ -661,8 +689,8 @@ TEST_CASE("GGUF reader agrees with gguf_mini.py and the writer reproduces its by
   if (shared.empty()) return;
   TempDir dir;
   const std::string model = dir.path() + "/pub_odd.gguf";
-  const std::string command = "python3 '" + shared + "/tools/gguf_synth.py' '" + model +
-                              "' pub_odd";
+  const std::string command =
+      "python3 '" + shared + "/tools/gguf_synth.py' '" + model + "' pub_odd";
   REQUIRE(std::system(command.c_str()) == 0);
   const auto file = GgufFile::Open(model);
   CHECK(file->FindKey("general.architecture")->AsString() == "llama");

@@ -40,22 +40,19 @@ inline const nlohmann::json& GoldenConvert() {
   static const nlohmann::json golden = [] {
     const std::string shared = SharedDir();
     if (shared.empty()) return nlohmann::json::object();
-    return nlohmann::json::parse(
-        ReadTextFile(shared + "/golden/convert/expected.json"));
+    return nlohmann::json::parse(ReadTextFile(shared + "/golden/convert/expected.json"));
   }();
   return golden;
 }
 
 inline std::string UpperTypeName(Type type) {
   std::string name = FindType(type)->name;
-  for (char& c : name)
-    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return name;
 }
 
 // Empty when value equals expected, else a description of the difference.
-inline std::string CompareValue(const GgufValue& value,
-                                const nlohmann::json& expected) {
+inline std::string CompareValue(const GgufValue& value, const nlohmann::json& expected) {
   auto scalar_at = [&](size_t i) -> nlohmann::json {
     const std::vector<uint8_t>& b = value.scalar_bytes();
     const size_t size = GgufScalarSize(value.element_type());
@@ -91,8 +88,7 @@ inline std::string CompareValue(const GgufValue& value,
     }
   };
   if (value.type() == GgufType::kArray) {
-    if (!expected.is_array())
-      return "is an array, expected " + expected.dump().substr(0, 80);
+    if (!expected.is_array()) return "is an array, expected " + expected.dump().substr(0, 80);
     if (value.array_size() != expected.size()) {
       return "has " + std::to_string(value.array_size()) + " items, expected " +
              std::to_string(expected.size());
@@ -107,14 +103,13 @@ inline std::string CompareValue(const GgufValue& value,
         got = scalar_at(i);
       }
       const nlohmann::json& want = expected[i];
-      const bool equal = (got.is_number() && want.is_number())
-                             ? got.get<double>() == want.get<double>() &&
-                                   std::signbit(got.get<double>()) ==
-                                       std::signbit(want.get<double>())
-                             : got == want;
+      const bool equal =
+          (got.is_number() && want.is_number())
+              ? got.get<double>() == want.get<double>() &&
+                    std::signbit(got.get<double>()) == std::signbit(want.get<double>())
+              : got == want;
       if (!equal) {
-        return "item " + std::to_string(i) + " is " + got.dump() +
-               ", expected " + want.dump();
+        return "item " + std::to_string(i) + " is " + got.dump() + ", expected " + want.dump();
       }
     }
     return "";
@@ -142,8 +137,7 @@ inline std::string CompareValue(const GgufValue& value,
 
 // Checks every expected KV (and, when all_keys, that the file has no other
 // keys), the tensor order and each tensor's type, dims and sha256.
-inline void CheckAgainstGolden(const std::string& label,
-                               const std::string& gguf_path,
+inline void CheckAgainstGolden(const std::string& label, const std::string& gguf_path,
                                const nlohmann::json& expected, bool all_keys) {
   std::unique_ptr<GgufFile> file = GgufFile::Open(gguf_path);
   size_t keys_checked = 0, tensors_checked = 0;
@@ -158,8 +152,7 @@ inline void CheckAgainstGolden(const std::string& label,
   if (all_keys) {
     for (const GgufKv& kv : file->kv()) {
       if (!expected["kv"].contains(kv.key)) {
-        FAIL(label << ": unexpected KV " << kv.key << " = "
-                   << kv.value.ToString());
+        FAIL(label << ": unexpected KV " << kv.key << " = " << kv.value.ToString());
       }
     }
   }
@@ -168,23 +161,20 @@ inline void CheckAgainstGolden(const std::string& label,
   for (size_t i = 0; i < order.size(); ++i) {
     const GgufTensorInfo& t = file->tensors()[i];
     if (t.name != order[i].get<std::string>()) {
-      FAIL(label << ": tensor " << i << " is " << t.name << ", expected "
-                 << order[i]);
+      FAIL(label << ": tensor " << i << " is " << t.name << ", expected " << order[i]);
     }
     const nlohmann::json& want = expected["tensors"][t.name];
     if (UpperTypeName(t.type) != want[0].get<std::string>()) {
-      FAIL(label << ": tensor " << t.name << " type " << UpperTypeName(t.type)
-                 << ", expected " << want[0]);
+      FAIL(label << ": tensor " << t.name << " type " << UpperTypeName(t.type) << ", expected "
+                 << want[0]);
     }
     if (nlohmann::json(t.dims) != want[1]) {
-      FAIL(label << ": tensor " << t.name << " dims "
-                 << nlohmann::json(t.dims).dump() << ", expected "
-                 << want[1].dump());
+      FAIL(label << ": tensor " << t.name << " dims " << nlohmann::json(t.dims).dump()
+                 << ", expected " << want[1].dump());
     }
     const std::string sha = Sha256Hex(file->TensorData(i), t.size);
     if (sha != want[2].get<std::string>()) {
-      FAIL(label << ": tensor " << t.name << " data sha256 " << sha
-                 << ", expected " << want[2]);
+      FAIL(label << ": tensor " << t.name << " data sha256 " << sha << ", expected " << want[2]);
     }
     ++tensors_checked;
   }
@@ -197,8 +187,7 @@ inline std::vector<std::string> SharedModels() {
   for (auto it = GoldenConvert().begin(); it != GoldenConvert().end(); ++it) {
     const std::string key = it.key();
     const size_t slash = key.find('/');
-    if (key.substr(slash + 1) == "convert")
-      models.push_back(key.substr(0, slash));
+    if (key.substr(slash + 1) == "convert") models.push_back(key.substr(0, slash));
   }
   return models;
 }

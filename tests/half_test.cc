@@ -19,9 +19,7 @@ bool IsNanF16(HalfBits h) { return (h & 0x7C00) == 0x7C00 && (h & 0x3FF) != 0; }
 // round to nearest even and keep NaN payloads.
 #if defined(__x86_64__) || defined(__i386__)
 bool HaveHardwareHalf() { return __builtin_cpu_supports("f16c"); }
-__attribute__((target("f16c"))) float HardwareF16ToF32(HalfBits h) {
-  return _cvtsh_ss(h);
-}
+__attribute__((target("f16c"))) float HardwareF16ToF32(HalfBits h) { return _cvtsh_ss(h); }
 __attribute__((target("f16c"))) HalfBits HardwareF32ToF16(float f) {
   return static_cast<HalfBits>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
 }
@@ -53,8 +51,8 @@ TEST_CASE("F16ToF32 matches the CPU's conversion on all 65536 patterns") {
     const float hardware = HardwareF16ToF32(static_cast<HalfBits>(h));
     // Both quiet a signalling NaN and keep its payload, so the bits agree everywhere.
     if (BitsOfF32(ours) != BitsOfF32(hardware)) {
-      FAIL("f16 0x" << std::hex << h << " -> 0x" << BitsOfF32(ours)
-                    << ", CPU gives 0x" << BitsOfF32(hardware));
+      FAIL("f16 0x" << std::hex << h << " -> 0x" << BitsOfF32(ours) << ", CPU gives 0x"
+                    << BitsOfF32(hardware));
     }
   }
 }
@@ -110,9 +108,8 @@ TEST_CASE("BF16 conversions: exact widening, nearest-even narrowing, quiet NaN")
       const double x = f;
       const double d_down = std::fabs(x - static_cast<double>(BF16ToF32(down)));
       // Past the largest finite bf16 the next step up is 2^128, which rounds to Inf.
-      const double up_value = (up & 0x7FFF) == 0x7F80
-                                  ? std::copysign(std::ldexp(1.0, 128), x)
-                                  : static_cast<double>(BF16ToF32(up));
+      const double up_value = (up & 0x7FFF) == 0x7F80 ? std::copysign(std::ldexp(1.0, 128), x)
+                                                      : static_cast<double>(BF16ToF32(up));
       const double d_up = std::fabs(x - up_value);
       uint32_t expected;
       if (low == 0) {
@@ -125,8 +122,7 @@ TEST_CASE("BF16 conversions: exact widening, nearest-even narrowing, quiet NaN")
         expected = (down & 1) ? up : down;
       }
       if (ours != expected) {
-        FAIL("f32 0x" << std::hex << bits << " -> bf16 0x" << ours << ", expected 0x"
-                      << expected);
+        FAIL("f32 0x" << std::hex << bits << " -> bf16 0x" << ours << ", expected 0x" << expected);
       }
     }
   }

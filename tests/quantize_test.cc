@@ -1,5 +1,7 @@
 // Tests of `quantize`: byte-for-byte agreement with llama-quantize on every golden entry (synthetic
 // mixes and converted real models), the options, and failures that must leave no output.
+#include "pipeline/quantize.h"
+
 #include <dirent.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -25,7 +27,6 @@
 #include "pipeline/convert.h"
 #include "pipeline/gguf.h"
 #include "pipeline/model_source.h"
-#include "pipeline/quantize.h"
 #include "tests/support.h"
 
 namespace hwyquant {
@@ -221,7 +222,8 @@ TEST_CASE("quantize matches llama-quantize on every synthetic mix", "[quantize][
     const size_t slash = entry.find('/');
     const std::string variant = entry.substr(0, slash);
     std::string preset = entry.substr(slash + 1);
-    const bool with_imatrix = preset.size() > 8 && preset.compare(preset.size() - 8, 8, "+imatrix") == 0;
+    const bool with_imatrix =
+        preset.size() > 8 && preset.compare(preset.size() - 8, 8, "+imatrix") == 0;
     if (with_imatrix) preset.resize(preset.size() - 8);
     QuantizeOptions options;
     options.preset = preset;
@@ -356,11 +358,10 @@ TEST_CASE("quantize matches llama-quantize on converted real models", "[quantize
       INFO("tensor " << t.name);
       CHECK(t.type == Type::kF16);
       CHECK(TensorSha(*file, i) == f16["tensors"][t.name][2].get<std::string>());
-      const bool warned = std::any_of(progress.warnings.begin(), progress.warnings.end(),
-                                      [&](const std::string& w) {
-                                        return w.find(t.name) != std::string::npos &&
-                                               w.find("f16") != std::string::npos;
-                                      });
+      const bool warned = std::any_of(
+          progress.warnings.begin(), progress.warnings.end(), [&](const std::string& w) {
+            return w.find(t.name) != std::string::npos && w.find("f16") != std::string::npos;
+          });
       CHECK(warned);
       ++fallbacks;
     }
@@ -460,10 +461,9 @@ TEST_CASE("quantize options change types as llama-quantize's do", "[quantize]") 
   SECTION("--override-kv values land at the end, as llama-quantize writes them") {
     QuantizeOptions options;
     options.preset = "Q8_0";
-    options.kv_overrides = {ParseKvOverride("general.name=str:renamed"),
-                            ParseKvOverride("test.count=int:-7"),
-                            ParseKvOverride("test.scale=float:0.5"),
-                            ParseKvOverride("test.flag=bool:true")};
+    options.kv_overrides = {
+        ParseKvOverride("general.name=str:renamed"), ParseKvOverride("test.count=int:-7"),
+        ParseKvOverride("test.scale=float:0.5"), ParseKvOverride("test.flag=bool:true")};
     Quantize(synth->Model("pub_odd"), out, options);
     const auto file = GgufFile::Open(out);
     const std::vector<GgufKv>& kv = file->kv();
@@ -511,8 +511,8 @@ TEST_CASE("quantize presets, names and order helpers", "[quantize]") {
   CHECK(FindPreset("bf16")->default_type == Type::kBF16);
   CHECK_FALSE(FindPreset("Q4_K_X").has_value());
   CHECK_FALSE(FindPreset("IQ2_XXS").has_value());
-  std::vector<std::string> names = {"blk.10.a", "blk.2.b", "output.weight", "blk.2.a",
-                                    "token_embd.weight", "blk.x.y"};
+  std::vector<std::string> names = {"blk.10.a", "blk.2.b",           "output.weight",
+                                    "blk.2.a",  "token_embd.weight", "blk.x.y"};
   std::sort(names.begin(), names.end(), WeightNameLess);
   CHECK(names == std::vector<std::string>{"blk.x.y", "output.weight", "token_embd.weight",
                                           "blk.2.a", "blk.2.b", "blk.10.a"});
@@ -521,8 +521,7 @@ TEST_CASE("quantize presets, names and order helpers", "[quantize]") {
   CHECK_THROWS_WITH(ParseQuantizableType("q9_9", "--tensor-type"), Catch::Contains("unknown"));
 }
 
-TEST_CASE("quantize from f16 and bf16 sources, requantize, threads, legacy imatrix",
-          "[quantize]") {
+TEST_CASE("quantize from f16 and bf16 sources, requantize, threads, legacy imatrix", "[quantize]") {
   SynthInputs* synth = Synth();
   if (synth == nullptr) return;
   TempDir dir;
@@ -654,7 +653,8 @@ TEST_CASE("quantize failures are clear and leave no output", "[quantize]") {
     bytes.resize(bytes.size() / 2);
     const std::string bad = dir.path() + "/truncated.gguf";
     std::ofstream(bad, std::ios::binary)
-        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        .write(reinterpret_cast<const char*>(bytes.data()),
+               static_cast<std::streamsize>(bytes.size()));
     CHECK_THROWS_WITH(Quantize(bad, out, options),
                       Catch::Contains("truncated.gguf") && Catch::Contains("past the end"));
   }
@@ -863,8 +863,8 @@ TEST_CASE("a gguf-split model is read from its first split; --keep-split keeps i
 // Runs the CLI; returns its exit code and puts its stderr in `err`.
 int RunCli(const std::string& args, const std::string& dir, std::string& err) {
   const std::string err_path = dir + "/stderr.txt";
-  const int status =
-      std::system((std::string(HWYQUANT_CLI) + " " + args + " >/dev/null 2>'" + err_path + "'").c_str());
+  const int status = std::system(
+      (std::string(HWYQUANT_CLI) + " " + args + " >/dev/null 2>'" + err_path + "'").c_str());
   err = test::ReadTextFile(err_path);
   std::remove(err_path.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -912,7 +912,8 @@ TEST_CASE("hwyquant quantize CLI: exit codes, messages, no partial output", "[qu
 
   CHECK(RunCli("quantize '" + in + "' '" + out + "' Q9_K", dir.path(), err) == 1);
   CHECK_THAT(err, Catch::Contains("hwyquant: error: unknown quantization type 'Q9_K'"));
-  CHECK(RunCli("quantize '" + dir.path() + "/missing.gguf' '" + out + "' Q8_0", dir.path(), err) == 1);
+  CHECK(RunCli("quantize '" + dir.path() + "/missing.gguf' '" + out + "' Q8_0", dir.path(), err) ==
+        1);
   CHECK_THAT(err, Catch::Contains("missing.gguf"));
   CHECK(RunCli("quantize '" + in + "' '" + in + "' Q8_0", dir.path(), err) == 1);
   CHECK_THAT(err, Catch::Contains("same file"));

@@ -23,12 +23,10 @@ namespace {
 constexpr int64_t kRows = 4;
 constexpr int64_t kColumns = 2048;
 
-const char* const kInputs[] = {
-    "gauss",    "uniform", "student3",   "outliers",  "zeros",
-    "const",    "tiny",    "huge",       "relu",      "ties",
-    "bf16grid", "sparse",  "mixed_rows", "blockconst"};
-constexpr Type kKTypes[] = {Type::kQ2_K, Type::kQ3_K, Type::kQ4_K, Type::kQ5_K,
-                            Type::kQ6_K};
+const char* const kInputs[] = {"gauss",    "uniform", "student3",   "outliers",  "zeros",
+                               "const",    "tiny",    "huge",       "relu",      "ties",
+                               "bf16grid", "sparse",  "mixed_rows", "blockconst"};
+constexpr Type kKTypes[] = {Type::kQ2_K, Type::kQ3_K, Type::kQ4_K, Type::kQ5_K, Type::kQ6_K};
 
 struct Field {
   const char* name;
@@ -67,10 +65,8 @@ std::vector<Field> FieldsOf(Type type) {
 
 std::string FieldAt(Type type, size_t byte_in_block) {
   for (const Field& field : FieldsOf(type)) {
-    if (byte_in_block >= field.offset &&
-        byte_in_block < field.offset + field.size) {
-      return std::string(field.name) + "[" +
-             std::to_string(byte_in_block - field.offset) + "]";
+    if (byte_in_block >= field.offset && byte_in_block < field.offset + field.size) {
+      return std::string(field.name) + "[" + std::to_string(byte_in_block - field.offset) + "]";
     }
   }
   return "?";
@@ -81,8 +77,7 @@ std::string FieldAt(Type type, size_t byte_in_block) {
 std::string DescribeByteMismatch(Type type, const std::vector<uint8_t>& ours,
                                  const std::vector<uint8_t>& golden) {
   if (ours.size() != golden.size()) {
-    return "size " + std::to_string(ours.size()) + " vs golden " +
-           std::to_string(golden.size());
+    return "size " + std::to_string(ours.size()) + " vs golden " + std::to_string(golden.size());
   }
   size_t first = ours.size();
   size_t differing = 0;
@@ -99,10 +94,9 @@ std::string DescribeByteMismatch(Type type, const std::vector<uint8_t>& ours,
   const size_t block = first % row_size / static_cast<size_t>(traits.type_size);
   const size_t byte_in_block = first % static_cast<size_t>(traits.type_size);
   std::ostringstream out;
-  out << differing << " bytes differ; first at row " << row << ", block "
-      << block << ", byte " << byte_in_block << " of the block (field "
-      << FieldAt(type, byte_in_block) << "): ours 0x" << std::hex
-      << static_cast<int>(ours[first]) << ", ggml 0x"
+  out << differing << " bytes differ; first at row " << row << ", block " << block << ", byte "
+      << byte_in_block << " of the block (field " << FieldAt(type, byte_in_block) << "): ours 0x"
+      << std::hex << static_cast<int>(ours[first]) << ", ggml 0x"
       << static_cast<int>(golden[first]);
   return out.str();
 }
@@ -112,8 +106,7 @@ std::string DescribeByteMismatch(Type type, const std::vector<uint8_t>& ours,
 std::string DescribeFloatMismatch(Type type, const std::vector<float>& ours,
                                   const std::vector<float>& golden) {
   if (ours.size() != golden.size()) {
-    return "count " + std::to_string(ours.size()) + " vs golden " +
-           std::to_string(golden.size());
+    return "count " + std::to_string(ours.size()) + " vs golden " + std::to_string(golden.size());
   }
   size_t differing = 0;
   size_t first = ours.size();
@@ -126,26 +119,23 @@ std::string DescribeFloatMismatch(Type type, const std::vector<float>& ours,
   if (differing == 0) return "";
   const int64_t block_size = TraitsOf(type).block_size;
   std::ostringstream out;
-  out << differing << " floats differ; first at row " << first / kColumns
-      << ", column " << first % kColumns << " (block "
-      << first % kColumns / block_size << "): ours " << ours[first] << " (0x"
-      << std::hex << BitsOfF32(ours[first]) << "), ggml " << std::dec
+  out << differing << " floats differ; first at row " << first / kColumns << ", column "
+      << first % kColumns << " (block " << first % kColumns / block_size << "): ours "
+      << ours[first] << " (0x" << std::hex << BitsOfF32(ours[first]) << "), ggml " << std::dec
       << golden[first] << " (0x" << std::hex << BitsOfF32(golden[first]) << ")";
   return out.str();
 }
 
-std::vector<uint8_t> QuantizeWithReference(Type type,
-                                           const std::vector<float>& input,
+std::vector<uint8_t> QuantizeWithReference(Type type, const std::vector<float>& input,
                                            const float* imatrix) {
   std::vector<uint8_t> out(RowSize(type, kColumns) * kRows, 0xA5);
-  const size_t written = reference::QuantizeRows(type, input.data(), out.data(),
-                                                 kRows, kColumns, imatrix);
+  const size_t written =
+      reference::QuantizeRows(type, input.data(), out.data(), kRows, kColumns, imatrix);
   REQUIRE(written == out.size());
   return out;
 }
 
-TEST_CASE(
-    "K-quant reference reproduces ggml's golden bytes and dequantized floats") {
+TEST_CASE("K-quant reference reproduces ggml's golden bytes and dequantized floats") {
   const std::string shared = test::SharedDir();
   if (shared.empty()) return;
   const std::string dir = shared + "/golden/kquants/";
@@ -153,24 +143,20 @@ TEST_CASE(
   int comparisons = 0;
   int passed = 0;
   for (const char* input_name : kInputs) {
-    const std::vector<float> input =
-        test::ReadF32File(dir + input_name + ".f32");
-    const std::vector<float> imatrix =
-        test::ReadF32File(dir + input_name + ".imatrix.f32");
+    const std::vector<float> input = test::ReadF32File(dir + input_name + ".f32");
+    const std::vector<float> imatrix = test::ReadF32File(dir + input_name + ".imatrix.f32");
     REQUIRE(input.size() == static_cast<size_t>(kRows * kColumns));
     REQUIRE(imatrix.size() == static_cast<size_t>(kColumns));
 
     for (const Type type : kKTypes) {
       const std::string stem = dir + input_name + "." + TypeName(type);
       for (const bool with_imatrix : {false, true}) {
-        const std::string golden_path =
-            stem + (with_imatrix ? ".imatrix.bin" : ".bin");
+        const std::string golden_path = stem + (with_imatrix ? ".imatrix.bin" : ".bin");
         INFO("input " << input_name << ", type " << TypeName(type) << ", "
-                      << (with_imatrix ? "with" : "without") << " imatrix ("
-                      << golden_path << ")");
+                      << (with_imatrix ? "with" : "without") << " imatrix (" << golden_path << ")");
         const std::vector<uint8_t> golden = test::ReadFileBytes(golden_path);
-        const std::vector<uint8_t> ours = QuantizeWithReference(
-            type, input, with_imatrix ? imatrix.data() : nullptr);
+        const std::vector<uint8_t> ours =
+            QuantizeWithReference(type, input, with_imatrix ? imatrix.data() : nullptr);
         const std::string mismatch = DescribeByteMismatch(type, ours, golden);
         ++comparisons;
         if (mismatch.empty()) {
@@ -180,18 +166,14 @@ TEST_CASE(
         }
       }
 
-      INFO("input " << input_name << ", type " << TypeName(type)
-                    << ", dequantizing " << stem << ".bin");
-      const std::vector<uint8_t> golden_bin =
-          test::ReadFileBytes(stem + ".bin");
-      const std::vector<float> golden_floats =
-          test::ReadF32File(stem + ".dequant.f32");
+      INFO("input " << input_name << ", type " << TypeName(type) << ", dequantizing " << stem
+                    << ".bin");
+      const std::vector<uint8_t> golden_bin = test::ReadFileBytes(stem + ".bin");
+      const std::vector<float> golden_floats = test::ReadF32File(stem + ".dequant.f32");
       REQUIRE(golden_bin.size() == RowSize(type, kColumns) * kRows);
       std::vector<float> ours(static_cast<size_t>(kRows * kColumns));
-      reference::DequantizeRows(type, golden_bin.data(), ours.data(), kRows,
-                                kColumns);
-      const std::string mismatch =
-          DescribeFloatMismatch(type, ours, golden_floats);
+      reference::DequantizeRows(type, golden_bin.data(), ours.data(), kRows, kColumns);
+      const std::string mismatch = DescribeFloatMismatch(type, ours, golden_floats);
       ++comparisons;
       if (mismatch.empty()) {
         ++passed;
@@ -200,8 +182,7 @@ TEST_CASE(
       }
     }
   }
-  std::printf("K-quant golden comparisons: %d of %d pass\n", passed,
-              comparisons);
+  std::printf("K-quant golden comparisons: %d of %d pass\n", passed, comparisons);
   CHECK(comparisons == 14 * 5 * 3);
   CHECK(passed == comparisons);
 }
@@ -218,17 +199,13 @@ TEST_CASE(
   const std::vector<float> ones(static_cast<size_t>(kColumns), 1.0f);
   for (const Type type : kKTypes) {
     INFO("type " << TypeName(type));
-    const std::vector<uint8_t> without =
-        QuantizeWithReference(type, input, nullptr);
-    const std::vector<uint8_t> with_ones =
-        QuantizeWithReference(type, input, ones.data());
+    const std::vector<uint8_t> without = QuantizeWithReference(type, input, nullptr);
+    const std::vector<uint8_t> with_ones = QuantizeWithReference(type, input, ones.data());
     const std::vector<uint8_t> golden =
         test::ReadFileBytes(dir + "gauss." + TypeName(type) + ".bin");
     const std::string mismatch = DescribeByteMismatch(type, without, golden);
-    if (!mismatch.empty())
-      FAIL_CHECK("null imatrix vs gauss.bin: " << mismatch);
-    if (without == with_ones)
-      FAIL_CHECK("an all-ones imatrix gave the same bytes as none");
+    if (!mismatch.empty()) FAIL_CHECK("null imatrix vs gauss.bin: " << mismatch);
+    if (without == with_ones) FAIL_CHECK("an all-ones imatrix gave the same bytes as none");
   }
 }
 
@@ -239,17 +216,13 @@ TEST_CASE("K-quant reference rejects rows that are not whole super-blocks") {
     INFO("type " << TypeName(type));
     for (const int64_t n_per_row : {int64_t{1}, int64_t{128}, int64_t{300}}) {
       INFO("n_per_row " << n_per_row);
-      REQUIRE_THROWS_AS(reference::QuantizeRows(type, input.data(), out.data(),
-                                                1, n_per_row, nullptr),
-                        Error);
+      REQUIRE_THROWS_AS(
+          reference::QuantizeRows(type, input.data(), out.data(), 1, n_per_row, nullptr), Error);
       REQUIRE_THROWS_WITH(
-          reference::QuantizeRows(type, input.data(), out.data(), 1, n_per_row,
-                                  nullptr),
-          Catch::Contains("not a multiple") &&
-              Catch::Contains(TypeName(type)) &&
+          reference::QuantizeRows(type, input.data(), out.data(), 1, n_per_row, nullptr),
+          Catch::Contains("not a multiple") && Catch::Contains(TypeName(type)) &&
               Catch::Contains(std::to_string(n_per_row)));
-      REQUIRE_THROWS_AS(reference::DequantizeRows(type, out.data(),
-                                                  input.data(), 1, n_per_row),
+      REQUIRE_THROWS_AS(reference::DequantizeRows(type, out.data(), input.data(), 1, n_per_row),
                         Error);
     }
   }
@@ -261,10 +234,9 @@ TEST_CASE("K-quant reference writes nothing for zero rows") {
   for (const Type type : kKTypes) {
     INFO("type " << TypeName(type));
     std::vector<uint8_t> out(RowSize(type, kColumns), 0x5A);
-    CHECK(reference::QuantizeRows(type, input.data(), out.data(), 0, kColumns,
-                                  nullptr) == 0);
-    CHECK(reference::QuantizeRows(type, input.data(), out.data(), 0, kColumns,
-                                  imatrix.data()) == 0);
+    CHECK(reference::QuantizeRows(type, input.data(), out.data(), 0, kColumns, nullptr) == 0);
+    CHECK(reference::QuantizeRows(type, input.data(), out.data(), 0, kColumns, imatrix.data()) ==
+          0);
     CHECK(out == std::vector<uint8_t>(out.size(), 0x5A));
     std::vector<float> floats(kColumns, -7.0f);
     reference::DequantizeRows(type, out.data(), floats.data(), 0, kColumns);
@@ -291,8 +263,7 @@ TEST_CASE("packed 6-bit scales and mins round-trip for every value") {
     // Different scale and min per sub-block so crossed bits would show.
     for (int j = 0; j < 8; ++j) {
       reference::SetScaleMinK4(j, static_cast<uint8_t>((value + j) & 63),
-                               static_cast<uint8_t>((value + 7 * j + 1) & 63),
-                               packed);
+                               static_cast<uint8_t>((value + 7 * j + 1) & 63), packed);
     }
     for (int j = 0; j < 8; ++j) {
       uint8_t scale = 0, min = 0;
@@ -302,12 +273,10 @@ TEST_CASE("packed 6-bit scales and mins round-trip for every value") {
       REQUIRE(min == ((value + 7 * j + 1) & 63));
     }
     uint8_t q3_scales[12] = {};
-    for (int j = 0; j < 16; ++j)
-      reference::SetScaleK3(j, (value + 5 * j) & 63, q3_scales);
+    for (int j = 0; j < 16; ++j) reference::SetScaleK3(j, (value + 5 * j) & 63, q3_scales);
     for (int j = 0; j < 16; ++j) {
       INFO("q3_K value " << value << ", sub-block " << j);
-      REQUIRE(reference::GetScaleK3(j, q3_scales) ==
-              ((value + 5 * j) & 63) - 32);
+      REQUIRE(reference::GetScaleK3(j, q3_scales) == ((value + 5 * j) & 63) - 32);
     }
   }
 }

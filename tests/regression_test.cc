@@ -49,8 +49,8 @@ struct Shape {
 // Roughly normal with standard deviation ~0.02 (sum of four uniforms), like LLM
 // weights.
 float GaussLike(test::Rng& rng) {
-  const float sum = rng.UniformSigned() + rng.UniformSigned() +
-                    rng.UniformSigned() + rng.UniformSigned();
+  const float sum =
+      rng.UniformSigned() + rng.UniformSigned() + rng.UniformSigned() + rng.UniformSigned();
   return sum * 0.0173f;
 }
 
@@ -69,14 +69,10 @@ std::vector<float> GenerateImatrix(test::Rng& rng, int64_t cols) {
 // The shapes: row lengths are multiples of 256 so the K-quants take them too.
 std::vector<Shape> GenerateShapes() {
   std::vector<Shape> shapes;
-  auto add = [&shapes](const std::string& name, int64_t rows, int64_t cols,
-                       uint64_t seed, auto&& generate) {
+  auto add = [&shapes](const std::string& name, int64_t rows, int64_t cols, uint64_t seed,
+                       auto&& generate) {
     test::Rng rng(seed);
-    Shape shape{name,
-                rows,
-                cols,
-                std::vector<float>(static_cast<size_t>(rows * cols)),
-                {}};
+    Shape shape{name, rows, cols, std::vector<float>(static_cast<size_t>(rows * cols)), {}};
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t c = 0; c < cols; ++c) {
         shape.values[static_cast<size_t>(r * cols + c)] = generate(rng, r);
@@ -85,8 +81,7 @@ std::vector<Shape> GenerateShapes() {
     shape.imatrix = GenerateImatrix(rng, cols);
     shapes.push_back(std::move(shape));
   };
-  add("gauss_3x512", 3, 512, 1,
-      [](test::Rng& rng, int64_t) { return GaussLike(rng); });
+  add("gauss_3x512", 3, 512, 1, [](test::Rng& rng, int64_t) { return GaussLike(rng); });
   add("heavy_1x4096", 1, 4096, 2,
       [](test::Rng& rng, int64_t) { return rng.HeavyTailed() * 0.01f; });
   // Rows whose scales differ by up to 10^6: exercises per-row statistics of the
@@ -114,8 +109,7 @@ const Type kTypes[] = {Type::kF16,  Type::kBF16, Type::kQ4_0, Type::kQ4_1,
                        Type::kQ5_0, Type::kQ5_1, Type::kQ8_0, Type::kQ2_K,
                        Type::kQ3_K, Type::kQ4_K, Type::kQ5_K, Type::kQ6_K};
 
-std::string CaseKey(const std::string& name, const std::string& type,
-                    const std::string& imat) {
+std::string CaseKey(const std::string& name, const std::string& type, const std::string& imat) {
   return name + " " + type + " " + imat;
 }
 
@@ -123,29 +117,21 @@ std::string CaseKey(const std::string& name, const std::string& type,
 // f32 none` (all values) and `inputs f32 imatrix` (all importance matrices), so
 // that a change of the generator is reported as such rather than as twelve
 // quantizers changing at once.
-std::map<std::string, std::string> InputDigests(
-    const std::vector<Shape>& shapes) {
+std::map<std::string, std::string> InputDigests(const std::vector<Shape>& shapes) {
   std::string values;
   std::string imatrices;
   for (const Shape& shape : shapes) {
     values += shape.name + "=" +
-              test::Sha256Hex(shape.values.data(),
-                              shape.values.size() * sizeof(float)) +
-              "\n";
+              test::Sha256Hex(shape.values.data(), shape.values.size() * sizeof(float)) + "\n";
     imatrices += shape.name + "=" +
-                 test::Sha256Hex(shape.imatrix.data(),
-                                 shape.imatrix.size() * sizeof(float)) +
-                 "\n";
+                 test::Sha256Hex(shape.imatrix.data(), shape.imatrix.size() * sizeof(float)) + "\n";
   }
-  return {{CaseKey("inputs", "f32", "none"),
-           test::Sha256Hex(values.data(), values.size())},
-          {CaseKey("inputs", "f32", "imatrix"),
-           test::Sha256Hex(imatrices.data(), imatrices.size())}};
+  return {
+      {CaseKey("inputs", "f32", "none"), test::Sha256Hex(values.data(), values.size())},
+      {CaseKey("inputs", "f32", "imatrix"), test::Sha256Hex(imatrices.data(), imatrices.size())}};
 }
 
-std::string DigestsPath() {
-  return test::DataDir() + "/regression/digests.txt";
-}
+std::string DigestsPath() { return test::DataDir() + "/regression/digests.txt"; }
 
 // Parses `name type imatrix sha256` lines; '#' starts a comment line.
 std::map<std::string, std::string> ParseDigests(const std::string& path) {
@@ -159,11 +145,9 @@ std::map<std::string, std::string> ParseDigests(const std::string& path) {
     std::istringstream fields(line);
     std::string name, type, imat, digest, extra;
     fields >> name >> type >> imat >> digest;
-    const bool well_formed = !digest.empty() && !(fields >> extra) &&
-                             digest.size() == 64 &&
+    const bool well_formed = !digest.empty() && !(fields >> extra) && digest.size() == 64 &&
                              (imat == "none" || imat == "imatrix");
-    if (!well_formed)
-      FAIL(path << ":" << line_number << ": malformed line '" << line << "'");
+    if (!well_formed) FAIL(path << ":" << line_number << ": malformed line '" << line << "'");
     const std::string key = CaseKey(name, type, imat);
     if (!digests.emplace(key, digest).second) {
       FAIL(path << ":" << line_number << ": duplicate entry for " << key);
@@ -174,14 +158,12 @@ std::map<std::string, std::string> ParseDigests(const std::string& path) {
 
 // Writes the digests to a temporary file beside the target and renames it into
 // place.
-void WriteDigests(const std::string& path,
-                  const std::vector<std::string>& lines) {
+void WriteDigests(const std::string& path, const std::vector<std::string>& lines) {
   const std::string temporary = path + ".tmp";
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     if (!out)
-      FAIL("cannot write " << temporary << " (does " << test::DataDir()
-                           << "/regression exist?)");
+      FAIL("cannot write " << temporary << " (does " << test::DataDir() << "/regression exist?)");
     out << "# SHA-256 of reference::QuantizeRows output: name type imatrix "
            "sha256.\n"
            "# Generated by HWYQUANT_UPDATE_DIGESTS=1 tests/regression_test; "
@@ -194,29 +176,24 @@ void WriteDigests(const std::string& path,
   }
 }
 
-TEST_CASE(
-    "regression: reference output digests match data/regression/digests.txt") {
+TEST_CASE("regression: reference output digests match data/regression/digests.txt") {
   const std::vector<Shape> shapes = GenerateShapes();
   std::map<std::string, std::string> computed = InputDigests(shapes);
   std::vector<std::string> lines;
-  for (const auto& [key, digest] : computed)
-    lines.push_back(key + " " + digest);
+  for (const auto& [key, digest] : computed) lines.push_back(key + " " + digest);
   for (const Shape& shape : shapes) {
     for (Type type : kTypes) {
       for (bool with_imatrix : {false, true}) {
         const std::string imat = with_imatrix ? "imatrix" : "none";
-        INFO("input " << shape.name << ", type " << TypeName(type) << ", "
-                      << imat);
-        std::vector<uint8_t> out(static_cast<size_t>(shape.rows) *
-                                 RowSize(type, shape.cols));
-        const size_t written = reference::QuantizeRows(
-            type, shape.values.data(), out.data(), shape.rows, shape.cols,
-            with_imatrix ? shape.imatrix.data() : nullptr);
+        INFO("input " << shape.name << ", type " << TypeName(type) << ", " << imat);
+        std::vector<uint8_t> out(static_cast<size_t>(shape.rows) * RowSize(type, shape.cols));
+        const size_t written =
+            reference::QuantizeRows(type, shape.values.data(), out.data(), shape.rows, shape.cols,
+                                    with_imatrix ? shape.imatrix.data() : nullptr);
         REQUIRE(written == out.size());
         const std::string digest = test::Sha256Hex(out.data(), out.size());
         computed[CaseKey(shape.name, TypeName(type), imat)] = digest;
-        lines.push_back(CaseKey(shape.name, TypeName(type), imat) + " " +
-                        digest);
+        lines.push_back(CaseKey(shape.name, TypeName(type), imat) + " " + digest);
       }
     }
   }
@@ -233,8 +210,7 @@ TEST_CASE(
     INFO("case '" << key << "' in " << path);
     const auto it = stored.find(key);
     if (it == stored.end()) {
-      FAIL_CHECK(
-          "no stored digest (regenerate with HWYQUANT_UPDATE_DIGESTS=1)");
+      FAIL_CHECK("no stored digest (regenerate with HWYQUANT_UPDATE_DIGESTS=1)");
       continue;
     }
     INFO("stored " << it->second << ", computed " << digest);
@@ -249,14 +225,12 @@ TEST_CASE(
   CHECK(stored.size() == 2 + shapes.size() * std::size(kTypes) * 2);
 }
 
-TEST_CASE(
-    "regression: generated inputs are the ones the digests were made from") {
+TEST_CASE("regression: generated inputs are the ones the digests were made from") {
   const std::vector<Shape> shapes = GenerateShapes();
   REQUIRE(shapes.size() == 6);
   for (const Shape& shape : shapes) {
     INFO("shape " << shape.name);
-    REQUIRE(shape.values.size() ==
-            static_cast<size_t>(shape.rows * shape.cols));
+    REQUIRE(shape.values.size() == static_cast<size_t>(shape.rows * shape.cols));
     REQUIRE(shape.imatrix.size() == static_cast<size_t>(shape.cols));
     REQUIRE(shape.cols % kSuperBlock == 0);
     for (float w : shape.imatrix) REQUIRE(w > 0.0f);

@@ -22,8 +22,7 @@ using test::ScratchDir;
 
 std::vector<std::string> GoldenPresets(const std::string& model) {
   std::vector<std::string> presets;
-  for (auto it = test::GoldenConvert().begin();
-       it != test::GoldenConvert().end(); ++it) {
+  for (auto it = test::GoldenConvert().begin(); it != test::GoldenConvert().end(); ++it) {
     const std::string key = it.key();
     if (key.rfind(model + "/", 0) == 0 && key != model + "/convert") {
       presets.push_back(key.substr(model.size() + 1));
@@ -32,8 +31,8 @@ std::vector<std::string> GoldenPresets(const std::string& model) {
   return presets;
 }
 
-void Quantize(ModelSource& source, const std::string& preset,
-              const std::string& out, uint64_t piece_output_bytes = 0) {
+void Quantize(ModelSource& source, const std::string& preset, const std::string& out,
+              uint64_t piece_output_bytes = 0) {
   QuantizeOptions options;
   options.preset = preset;
   options.nthreads = 2;
@@ -41,17 +40,14 @@ void Quantize(ModelSource& source, const std::string& preset,
   QuantizeModel(source, out, options, nullptr);
 }
 
-void RequireSameFile(const std::string& label, const std::string& a,
-                     const std::string& b) {
+void RequireSameFile(const std::string& label, const std::string& a, const std::string& b) {
   const std::vector<uint8_t> x = test::ReadFileBytes(a);
   const std::vector<uint8_t> y = test::ReadFileBytes(b);
   if (x != y) {
     size_t first = 0;
-    while (first < x.size() && first < y.size() && x[first] == y[first])
-      ++first;
-    FAIL(label << ": one-pass output (" << x.size()
-               << " bytes) differs from convert + quantize (" << y.size()
-               << " bytes) first at byte " << first);
+    while (first < x.size() && first < y.size() && x[first] == y[first]) ++first;
+    FAIL(label << ": one-pass output (" << x.size() << " bytes) differs from convert + quantize ("
+               << y.size() << " bytes) first at byte " << first);
   }
 }
 
@@ -130,8 +126,7 @@ TEST_CASE(
     const std::string via_f32 = scratch.path() + "/via-f32.gguf";
     const std::string via_auto = scratch.path() + "/via-auto.gguf";
     {
-      HfModelSource source(
-          dir, ConvertOptions{OutType::kAuto, /*source_precision=*/true, ""});
+      HfModelSource source(dir, ConvertOptions{OutType::kAuto, /*source_precision=*/true, ""});
       Quantize(source, preset, from_source);
     }
     {
@@ -154,16 +149,12 @@ TEST_CASE(
     "K-quants") {
   const std::string dir = test::DataDir() + "/sample-model";
   ScratchDir scratch;
-  const std::string script =
-      test::DataDir() + "/../scripts/make_sample_model.py";
+  const std::string script = test::DataDir() + "/../scripts/make_sample_model.py";
   const std::string regenerated = scratch.path() + "/sample-model";
-  REQUIRE(
-      std::system(("python3 '" + script + "' '" + regenerated + "' > /dev/null")
-                      .c_str()) == 0);
+  REQUIRE(std::system(("python3 '" + script + "' '" + regenerated + "' > /dev/null").c_str()) == 0);
   size_t total = 0;
-  for (const char* f : {"config.json", "generation_config.json",
-                        "model.safetensors", "tokenizer.model",
-                        "tokenizer_config.json"}) {
+  for (const char* f : {"config.json", "generation_config.json", "model.safetensors",
+                        "tokenizer.model", "tokenizer_config.json"}) {
     INFO(f);
     const std::vector<uint8_t> checked_in = test::ReadFileBytes(dir + "/" + f);
     CHECK(checked_in == test::ReadFileBytes(regenerated + "/" + f));
@@ -191,8 +182,7 @@ TEST_CASE(
   for (const GgufTensorInfo& t : file->tensors()) {
     INFO(t.name);
     if (t.dims.size() == 2) {
-      CHECK(FindType(t.type)->block_size ==
-            256);  // rows of 256: no shape fallbacks
+      CHECK(FindType(t.type)->block_size == 256);  // rows of 256: no shape fallbacks
     } else {
       CHECK(t.type == Type::kF32);
     }

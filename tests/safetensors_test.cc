@@ -29,8 +29,8 @@ std::string FileWithHeader(const std::string& header, size_t data_bytes) {
 }
 
 StHeader Parse(const std::string& file) {
-  return ParseSafetensorsHeader(reinterpret_cast<const uint8_t*>(file.data()),
-                                file.size(), file.size(), "x.safetensors");
+  return ParseSafetensorsHeader(reinterpret_cast<const uint8_t*>(file.data()), file.size(),
+                                file.size(), "x.safetensors");
 }
 
 void WriteFile(const std::string& path, const std::string& bytes) {
@@ -39,8 +39,7 @@ void WriteFile(const std::string& path, const std::string& bytes) {
   REQUIRE(out.good());
 }
 
-TEST_CASE(
-    "safetensors header parses dtypes, shapes and offsets, sorted by name") {
+TEST_CASE("safetensors header parses dtypes, shapes and offsets, sorted by name") {
   const std::string file = FileWithHeader(
       R"({"__metadata__": {"format": "pt"},
           "b": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [16, 28]},
@@ -58,8 +57,7 @@ TEST_CASE(
   CHECK(h.tensors[3].ElementCount() == 0);
 }
 
-TEST_CASE(
-    "safetensors rejects malformed headers with the file and field named") {
+TEST_CASE("safetensors rejects malformed headers with the file and field named") {
   struct Case {
     const char* what;
     std::string file;
@@ -67,10 +65,8 @@ TEST_CASE(
   };
   const std::vector<Case> cases = {
       {"too short", std::string("\x05\x00\x00", 3), "too short"},
-      {"huge length", std::string("\xFF\xFF\xFF\xFF\xFF\xFF\xFF\x7F", 8) + "{}",
-       "exceeds"},
-      {"past end", std::string("\x40\x00\x00\x00\x00\x00\x00\x00{}", 10),
-       "past the end"},
+      {"huge length", std::string("\xFF\xFF\xFF\xFF\xFF\xFF\xFF\x7F", 8) + "{}", "exceeds"},
+      {"past end", std::string("\x40\x00\x00\x00\x00\x00\x00\x00{}", 10), "past the end"},
       {"not json", FileWithHeader("{\"a\": ", 0), "not valid JSON"},
       {"not object", FileWithHeader("[1, 2]", 0), "JSON object"},
       {"duplicate",
@@ -80,32 +76,21 @@ TEST_CASE(
            8),
        "twice"},
       {"unknown dtype",
-       FileWithHeader(
-           R"({"a": {"dtype": "Q4", "shape": [1], "data_offsets": [0, 1]}})",
-           1),
+       FileWithHeader(R"({"a": {"dtype": "Q4", "shape": [1], "data_offsets": [0, 1]}})", 1),
        "unknown dtype"},
       {"negative dim",
-       FileWithHeader(
-           R"({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})",
-           4),
+       FileWithHeader(R"({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", 4),
        "'shape'"},
       {"float dim",
-       FileWithHeader(
-           R"({"a": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}})",
-           4),
+       FileWithHeader(R"({"a": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}})", 4),
        "'shape'"},
-      {"missing offsets",
-       FileWithHeader(R"({"a": {"dtype": "F32", "shape": [1]}})", 4),
+      {"missing offsets", FileWithHeader(R"({"a": {"dtype": "F32", "shape": [1]}})", 4),
        "data_offsets"},
       {"size mismatch",
-       FileWithHeader(
-           R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}})",
-           4),
+       FileWithHeader(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}})", 4),
        "need 8"},
       {"reversed",
-       FileWithHeader(
-           R"({"a": {"dtype": "U8", "shape": [0], "data_offsets": [4, 0]}})",
-           4),
+       FileWithHeader(R"({"a": {"dtype": "U8", "shape": [0], "data_offsets": [4, 0]}})", 4),
        "end before"},
       {"overflowing shape",
        FileWithHeader(
@@ -118,34 +103,25 @@ TEST_CASE(
                                      "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
            8),
        "overlaps"},
-      {"gap",
-       FileWithHeader(
-           R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
-           8),
+      {"gap", FileWithHeader(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", 8),
        "gap"},
       {"trailing bytes",
-       FileWithHeader(
-           R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})",
-           6),
+       FileWithHeader(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})", 6),
        "cover 4"},
       {"offset past end",
-       FileWithHeader(
-           R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})",
-           2),
+       FileWithHeader(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})", 2),
        "past the data section"},
-      {"bad metadata", FileWithHeader(R"({"__metadata__": {"k": 1}})", 0),
-       "__metadata__"},
+      {"bad metadata", FileWithHeader(R"({"__metadata__": {"k": 1}})", 0), "__metadata__"},
       {"invalid utf8", FileWithHeader("{\"a\xFF\": {}}", 0), "not valid JSON"},
   };
   for (const Case& c : cases) {
     INFO(c.what);
-    CHECK_THROWS_WITH(Parse(c.file), Catch::Contains("x.safetensors") &&
-                                         Catch::Contains(c.message));
+    CHECK_THROWS_WITH(Parse(c.file),
+                      Catch::Contains("x.safetensors") && Catch::Contains(c.message));
   }
 }
 
-TEST_CASE(
-    "safetensors never crashes on truncated or byte-flipped shared files") {
+TEST_CASE("safetensors never crashes on truncated or byte-flipped shared files") {
   const std::string shared = test::SharedDir();
   if (shared.empty()) return;
   const std::vector<uint8_t> bytes =
@@ -160,19 +136,16 @@ TEST_CASE(
     std::string mutated = base;
     mutated[i] = static_cast<char>(mutated[i] ^ 0x5A);
     try {
-      ParseSafetensorsHeader(reinterpret_cast<const uint8_t*>(mutated.data()),
-                             mutated.size(), bytes.size(), "mut.safetensors");
+      ParseSafetensorsHeader(reinterpret_cast<const uint8_t*>(mutated.data()), mutated.size(),
+                             bytes.size(), "mut.safetensors");
     } catch (const Error& e) {
       ++rejected;
-      REQUIRE(std::string(e.what()).find("mut.safetensors") !=
-              std::string::npos);
+      REQUIRE(std::string(e.what()).find("mut.safetensors") != std::string::npos);
     }
   }
   CHECK(rejected > 0);
   for (size_t cut = 0; cut < prefix; cut += 13) {
-    CHECK_THROWS_AS(
-        ParseSafetensorsHeader(bytes.data(), cut, cut, "cut.safetensors"),
-        Error);
+    CHECK_THROWS_AS(ParseSafetensorsHeader(bytes.data(), cut, cut, "cut.safetensors"), Error);
   }
 }
 
@@ -192,25 +165,21 @@ TEST_CASE("sharded folders follow the index and reject inconsistent ones") {
   ScratchDir scratch;
   const std::string copy = scratch.path() + "/m";
   REQUIRE(::mkdir(copy.c_str(), 0755) == 0);
-  const std::string shard1 =
-      test::ReadTextFile(dir + "/model-00001-of-00002.safetensors");
-  const std::string shard2 =
-      test::ReadTextFile(dir + "/model-00002-of-00002.safetensors");
+  const std::string shard1 = test::ReadTextFile(dir + "/model-00001-of-00002.safetensors");
+  const std::string shard2 = test::ReadTextFile(dir + "/model-00002-of-00002.safetensors");
   std::string index = test::ReadTextFile(dir + "/model.safetensors.index.json");
   WriteFile(copy + "/model-00001-of-00002.safetensors", shard1);
   WriteFile(copy + "/model.safetensors.index.json", index);
-  CHECK_THROWS_WITH(SafetensorsModel(copy),
-                    Catch::Contains("model-00002-of-00002.safetensors") &&
-                        Catch::Contains("missing"));
+  CHECK_THROWS_WITH(SafetensorsModel(copy), Catch::Contains("model-00002-of-00002.safetensors") &&
+                                                Catch::Contains("missing"));
   WriteFile(copy + "/model-00002-of-00002.safetensors", shard2);
   const size_t at = index.find("\"lm_head.weight\"");
   REQUIRE(at != std::string::npos);
   std::string renamed = index;
   renamed.replace(at, 16, "\"lm_head.weights\"");
   WriteFile(copy + "/model.safetensors.index.json", renamed);
-  CHECK_THROWS_WITH(
-      SafetensorsModel(copy),
-      Catch::Contains("lm_head.weights") && Catch::Contains("index.json"));
+  CHECK_THROWS_WITH(SafetensorsModel(copy),
+                    Catch::Contains("lm_head.weights") && Catch::Contains("index.json"));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // `hwyquant serve` over real HTTP: the built hwyquant binary runs as a child server on a free
 // loopback port, and every test drives it like a LocalAI client would.
 #include <fcntl.h>
+#include <httplib.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -16,14 +18,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <catch2/catch.hpp>
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include "pipeline/jobs.h"
 #include "pipeline/progress_json.h"
@@ -139,8 +138,8 @@ std::vector<uint8_t> DirectRunBytes(const std::string& model, const std::string&
   std::string log;
   std::string upper = type;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  int rc = RunProcess({HwyquantBinary(), "run", model, upper, "-o", out},
-                      std::chrono::seconds(300), &log, env);
+  int rc = RunProcess({HwyquantBinary(), "run", model, upper, "-o", out}, std::chrono::seconds(300),
+                      &log, env);
   INFO("hwyquant run " << model << " " << type << " output:\n" << log);
   REQUIRE(rc == 0);
   cache[key] = hwyquant::test::ReadFileBytes(out);
@@ -152,8 +151,8 @@ class ServerProcess {
  public:
   ServerProcess(const std::string& data_dir, std::vector<std::string> extra_args = {},
                 std::map<std::string, std::string> extra_env = {}) {
-    std::vector<std::string> args = {HwyquantBinary(), "serve", "--port", "0", "--data-dir",
-                                     data_dir};
+    std::vector<std::string> args = {HwyquantBinary(), "serve", "--port", "0",
+                                     "--data-dir",     data_dir};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     std::vector<std::string> env;
     for (char** e = environ; *e; ++e) {
@@ -294,8 +293,9 @@ json GetJob(httplib::Client& cli, const std::string& id) {
 }
 
 // Polls until `done(job)` or the deadline; returns the last job state.
-json WaitJob(httplib::Client& cli, const std::string& id, const std::function<bool(const json&)>& done,
-             std::chrono::seconds timeout, const std::string& what) {
+json WaitJob(httplib::Client& cli, const std::string& id,
+             const std::function<bool(const json&)>& done, std::chrono::seconds timeout,
+             const std::string& what) {
   auto deadline = Clock::now() + timeout;
   json job;
   while (Clock::now() < deadline) {
@@ -326,35 +326,35 @@ std::vector<uint8_t> Download(httplib::Client& cli, const std::string& id,
 
 // Reads a job's SSE stream until the terminal event (or deadline); returns the JSON events.
 std::vector<json> ReadProgress(const ServerProcess& server, const std::string& id,
-                               std::chrono::seconds timeout, std::atomic<bool>* connected = nullptr) {
+                               std::chrono::seconds timeout,
+                               std::atomic<bool>* connected = nullptr) {
   auto cli = server.Client();
   std::vector<json> events;
   std::string buffer;
   auto deadline = Clock::now() + timeout;
-  auto res = cli->Get(
-      (std::string(kJobs) + "/" + id + "/progress").c_str(),
-      [&](const httplib::Response& r) {
-        if (connected) *connected = true;
-        return r.status == 200 &&
-               r.get_header_value("Content-Type").find("text/event-stream") == 0;
-      },
-      [&](const char* data, size_t len) {
-        buffer.append(data, len);
-        size_t pos;
-        while ((pos = buffer.find("\n\n")) != std::string::npos) {
-          std::string frame = buffer.substr(0, pos);
-          buffer.erase(0, pos + 2);
-          if (frame.rfind("data: ", 0) != 0) continue;  // keep-alive comments
-          json ev = json::parse(frame.substr(6), nullptr, false);
-          if (ev.is_discarded()) {
-            FAIL_CHECK("SSE frame of job " << id << " is not JSON: " << frame);
-            return false;
-          }
-          events.push_back(ev);
-          if (IsTerminal(ev)) return false;
-        }
-        return Clock::now() < deadline;
-      });
+  auto res = cli->Get((std::string(kJobs) + "/" + id + "/progress").c_str(),
+                      [&](const httplib::Response& r) {
+                        if (connected) *connected = true;
+                        return r.status == 200 &&
+                               r.get_header_value("Content-Type").find("text/event-stream") == 0;
+                      },
+                      [&](const char* data, size_t len) {
+                        buffer.append(data, len);
+                        size_t pos;
+                        while ((pos = buffer.find("\n\n")) != std::string::npos) {
+                          std::string frame = buffer.substr(0, pos);
+                          buffer.erase(0, pos + 2);
+                          if (frame.rfind("data: ", 0) != 0) continue;  // keep-alive comments
+                          json ev = json::parse(frame.substr(6), nullptr, false);
+                          if (ev.is_discarded()) {
+                            FAIL_CHECK("SSE frame of job " << id << " is not JSON: " << frame);
+                            return false;
+                          }
+                          events.push_back(ev);
+                          if (IsTerminal(ev)) return false;
+                        }
+                        return Clock::now() < deadline;
+                      });
   return events;
 }
 
@@ -363,9 +363,8 @@ void CheckProgressStream(const std::vector<json>& events, const std::string& id,
                          const std::string& final_status) {
   INFO("job " << id << ", " << events.size() << " SSE events");
   REQUIRE(!events.empty());
-  static const std::set<std::string> statuses = {"queued",    "downloading", "converting",
-                                                 "quantizing", "completed",   "failed",
-                                                 "stopped"};
+  static const std::set<std::string> statuses = {
+      "queued", "downloading", "converting", "quantizing", "completed", "failed", "stopped"};
   double last = -1;
   for (const json& ev : events) {
     INFO("event " << ev.dump());
@@ -407,10 +406,10 @@ std::vector<pid_t> ProcessesIn(const std::string& dir) {
   return pids;
 }
 
-#define REQUIRE_MODEL(model)                                                   \
-  if ((model).empty()) {                                                       \
-    WARN("shared models not found; set HWYQUANT_SHARED to run this test");     \
-    return;                                                                    \
+#define REQUIRE_MODEL(model)                                               \
+  if ((model).empty()) {                                                   \
+    WARN("shared models not found; set HWYQUANT_SHARED to run this test"); \
+    return;                                                                \
   }
 
 }  // namespace
@@ -444,7 +443,7 @@ TEST_CASE("progress_json: lines round-trip, anything else is not an event", "[se
   // Log lines, truncated JSON, other JSON: not progress, and never an exception.
   for (const std::string& bad : std::vector<std::string>{
            "", "hwyquant: error: cannot open x", "{", "{\"stage\":", "[1,2]", "{\"done\":1}",
-        "{\"stage\":5}", "note: row length 172", std::string("{\"stage\":\"x\0\"}", 14)}) {
+           "{\"stage\":5}", "note: row length 172", std::string("{\"stage\":\"x\0\"}", 14)}) {
     INFO("line: " << bad);
     CHECK_FALSE(hwyquant::ParseProgressLine(bad));
   }
@@ -513,8 +512,8 @@ TEST_CASE("serve: whole job lifecycle on stories260K, bytes equal hwyquant run",
 
       // Import: the GGUF plus a LocalAI model config in data-dir/models.
       std::string name = "stories-" + std::string(type == "Q8_0" ? "q8" : "q4km");
-      Reply imported = Do(*cli, "POST", std::string(kJobs) + "/" + id + "/import",
-                          json{{"name", name}}.dump());
+      Reply imported =
+          Do(*cli, "POST", std::string(kJobs) + "/" + id + "/import", json{{"name", name}}.dump());
       INFO("import: " << imported.raw);
       REQUIRE(imported.status == 202);
       CHECK(imported.body["status"] == "importing");
@@ -530,12 +529,12 @@ TEST_CASE("serve: whole job lifecycle on stories260K, bytes equal hwyquant run",
       std::string file = output_file.substr(output_file.find_last_of('/') + 1);
       CHECK(yaml.find("model: " + name + "/" + file) != std::string::npos);
       CHECK(hwyquant::test::BytesDifference(
-          hwyquant::test::ReadFileBytes(data.path() + "/models/" + name + "/" + file),
-          direct) == "");
+                hwyquant::test::ReadFileBytes(data.path() + "/models/" + name + "/" + file),
+                direct) == "");
       CHECK(GetJob(*cli, id)["import_model_name"] == name);
-      CheckJsonError(Do(*cli, "POST", std::string(kJobs) + "/" + id + "/import",
-                        json{{"name", name}}.dump()),
-                     409, "import under a taken name");
+      CheckJsonError(
+          Do(*cli, "POST", std::string(kJobs) + "/" + id + "/import", json{{"name", name}}.dump()),
+          409, "import under a taken name");
 
       Reply list = Do(*cli, "GET", kJobs);
       REQUIRE(list.status == 200);
@@ -637,14 +636,16 @@ TEST_CASE("serve: stop during quantizing cancels within a second and removes par
   std::string id = CreateJob(*cli, model, "Q8_0");
   std::atomic<bool> connected{false};
   std::vector<json> events;
-  std::thread watcher([&] { events = ReadProgress(server, id, std::chrono::seconds(60), &connected); });
+  std::thread watcher(
+      [&] { events = ReadProgress(server, id, std::chrono::seconds(60), &connected); });
   // Past the first tensors: the child is inside the quantization loop.
-  WaitJob(*cli, id,
-          [](const json& j) {
-            return (j["status"] == "quantizing" && j["progress_percent"].get<double>() > 0) ||
-                   IsTerminal(j);
-          },
-          std::chrono::seconds(60), "quantizing with progress");
+  WaitJob(
+      *cli, id,
+      [](const json& j) {
+        return (j["status"] == "quantizing" && j["progress_percent"].get<double>() > 0) ||
+               IsTerminal(j);
+      },
+      std::chrono::seconds(60), "quantizing with progress");
   REQUIRE(GetJob(*cli, id)["status"] == "quantizing");
 
   CheckJsonError(Do(*cli, "DELETE", std::string(kJobs) + "/" + id), 409, "delete running job");
@@ -687,8 +688,7 @@ TEST_CASE("serve: stop during quantizing cancels within a second and removes par
   CHECK(Do(*cli, "POST", std::string(kJobs) + "/" + busy + "/stop").status == 200);
 }
 
-TEST_CASE("serve: kill -9 mid-job, restart resumes and completes with the right bytes",
-          "[serve]") {
+TEST_CASE("serve: kill -9 mid-job, restart resumes and completes with the right bytes", "[serve]") {
   std::string model = StoriesModel();
   REQUIRE_MODEL(model);
   TempDir data;
@@ -698,13 +698,13 @@ TEST_CASE("serve: kill -9 mid-job, restart resumes and completes with the right 
     auto cli = server.Client();
     id = CreateJob(*cli, model, "Q8_0");
     queued_id = CreateJob(*cli, model, "Q4_K_M");
-    json mid = WaitJob(*cli, id,
-                       [](const json& j) {
-                         return (j["status"] == "quantizing" &&
-                                 j["progress_percent"].get<double>() > 0) ||
-                                IsTerminal(j);
-                       },
-                       std::chrono::seconds(60), "quantizing with progress");
+    json mid = WaitJob(
+        *cli, id,
+        [](const json& j) {
+          return (j["status"] == "quantizing" && j["progress_percent"].get<double>() > 0) ||
+                 IsTerminal(j);
+        },
+        std::chrono::seconds(60), "quantizing with progress");
     REQUIRE(mid["status"] == "quantizing");
     std::string job_dir = fs::canonical(data.path()).string() + "/jobs/" + id;
     CHECK(ProcessesIn(job_dir).size() == 1);  // the `hwyquant run` child
@@ -784,11 +784,11 @@ TEST_CASE("serve: an import the server died in is placed again on restart", "[se
   INFO("job after restart: " << job.dump());
   REQUIRE(job["import_status"] == "completed");
   CHECK(job["import_model_name"] == name);
-  const std::string file =
-      job["output_file"].get<std::string>().substr(job["output_file"].get<std::string>().rfind('/') + 1);
+  const std::string file = job["output_file"].get<std::string>().substr(
+      job["output_file"].get<std::string>().rfind('/') + 1);
   CHECK(hwyquant::test::BytesDifference(
-            hwyquant::test::ReadFileBytes(data.path() + "/models/" + name + "/" + file),
-            output) == "");
+            hwyquant::test::ReadFileBytes(data.path() + "/models/" + name + "/" + file), output) ==
+        "");
   CHECK(!fs::exists(data.path() + "/models/" + name + "/partial.gguf.tmp"));
   CHECK(hwyquant::test::ReadTextFile(data.path() + "/models/" + name + ".yaml")
             .find("model: " + name + "/" + file) != std::string::npos);
@@ -837,9 +837,9 @@ TEST_CASE("serve: every preset completes with the bytes of hwyquant run", "[serv
   TempDir data;
   ServerProcess server(data.path(), {"--max-concurrent", "2"});
   auto cli = server.Client();
-  const std::vector<std::string> presets = {"Q2_K",   "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0",   "Q4_1",
-                                            "Q4_K_S", "Q4_K_M", "Q5_0",   "Q5_1",   "Q5_K_S", "Q5_K_M",
-                                            "Q6_K",   "Q8_0",   "F16",    "BF16",   "F32"};
+  const std::vector<std::string> presets = {
+      "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0",
+      "Q5_1", "Q5_K_S", "Q5_K_M", "Q6_K",   "Q8_0", "F16",  "BF16",   "F32"};
   std::map<std::string, std::string> ids;
   for (const auto& type : presets) ids[type] = CreateJob(*cli, model, type);
   for (const auto& type : presets) {
@@ -850,8 +850,7 @@ TEST_CASE("serve: every preset completes with the bytes of hwyquant run", "[serv
   }
 }
 
-TEST_CASE("serve: SIGTERM mid-job shuts down cleanly and the job resumes on restart",
-          "[serve]") {
+TEST_CASE("serve: SIGTERM mid-job shuts down cleanly and the job resumes on restart", "[serve]") {
   std::string model = StoriesModel();
   REQUIRE_MODEL(model);
   TempDir data;
@@ -863,12 +862,13 @@ TEST_CASE("serve: SIGTERM mid-job shuts down cleanly and the job resumes on rest
     json finished = WaitJob(*cli, done_id, IsTerminal, std::chrono::seconds(120), "terminal");
     REQUIRE(finished["status"] == "completed");
     id = CreateJob(*cli, model, "Q5_1");
-    WaitJob(*cli, id,
-            [](const json& j) {
-              return (j["status"] == "quantizing" && j["progress_percent"].get<double>() > 0) ||
-                     IsTerminal(j);
-            },
-            std::chrono::seconds(60), "quantizing with progress");
+    WaitJob(
+        *cli, id,
+        [](const json& j) {
+          return (j["status"] == "quantizing" && j["progress_percent"].get<double>() > 0) ||
+                 IsTerminal(j);
+        },
+        std::chrono::seconds(60), "quantizing with progress");
     REQUIRE(GetJob(*cli, id)["status"] == "quantizing");
     auto t0 = Clock::now();
     CHECK(server.Terminate(std::chrono::seconds(10)));  // exits on its own, children stopped
@@ -922,8 +922,8 @@ TEST_CASE("serve: hwyquant serve runs the hwyquant-serve beside it, or says it i
   REQUIRE(RunProcess({HwyquantBinary(), "serve", "--help"}, std::chrono::seconds(10), &out) == 0);
   CHECK(out.find("Usage: hwyquant serve") != std::string::npos);
   CHECK(out.find("--max-concurrent") != std::string::npos);
-  CHECK(RunProcess({HwyquantBinary(), "serve", "--port", "nope"}, std::chrono::seconds(10),
-                   &out) != 0);
+  CHECK(RunProcess({HwyquantBinary(), "serve", "--port", "nope"}, std::chrono::seconds(10), &out) !=
+        0);
   CHECK(out.find("--port") != std::string::npos);
   // A hwyquant copied alone: a clear error naming the missing program, not a hang or a crash.
   TempDir alone;
@@ -942,28 +942,30 @@ TEST_CASE("serve: bad requests get 4xx JSON errors", "[serve]") {
   ServerProcess server(data.path());
   auto cli = server.Client();
 
-  CheckJsonError(Do(*cli, "POST", kJobs, json{{"model", model}, {"quantization_type", "Q9_X"}}.dump()),
-                 400, "unknown type");
+  CheckJsonError(
+      Do(*cli, "POST", kJobs, json{{"model", model}, {"quantization_type", "Q9_X"}}.dump()), 400,
+      "unknown type");
   CheckJsonError(Do(*cli, "POST", kJobs, json{{"quantization_type", "q8_0"}}.dump()), 400,
                  "missing model");
   CheckJsonError(Do(*cli, "POST", kJobs, json{{"model", ""}}.dump()), 400, "empty model");
-  CheckJsonError(Do(*cli, "POST", kJobs,
-                    json{{"model", data.path() + "/no-such-model"}, {"quantization_type", "q8_0"}}
-                        .dump()),
-                 400, "nonexistent local model");
+  CheckJsonError(
+      Do(*cli, "POST", kJobs,
+         json{{"model", data.path() + "/no-such-model"}, {"quantization_type", "q8_0"}}.dump()),
+      400, "nonexistent local model");
   CheckJsonError(Do(*cli, "POST", kJobs, json{{"model", 42}}.dump()), 400, "model not a string");
   CheckJsonError(Do(*cli, "POST", kJobs, "{not json"), 400, "invalid JSON");
   CheckJsonError(Do(*cli, "POST", kJobs, "[1,2]"), 400, "JSON array body");
-  CheckJsonError(Do(*cli, "POST", kJobs,
-                    json{{"model", model}, {"backend", "vllm"}, {"quantization_type", "q8_0"}}.dump()),
-                 400, "unknown backend");
-  CheckJsonError(Do(*cli, "POST", kJobs,
-                    json{{"model", model}, {"extra_options", {{"hf_token", 5}}}}.dump()),
-                 400, "non-string extra option");
+  CheckJsonError(
+      Do(*cli, "POST", kJobs,
+         json{{"model", model}, {"backend", "vllm"}, {"quantization_type", "q8_0"}}.dump()),
+      400, "unknown backend");
+  CheckJsonError(
+      Do(*cli, "POST", kJobs, json{{"model", model}, {"extra_options", {{"hf_token", 5}}}}.dump()),
+      400, "non-string extra option");
   // Every preset, in any case, is accepted.
-  for (const char* type : {"Q2_K", "q3_k_s", "Q3_K_M", "q3_K_l", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M",
-                           "Q5_0", "Q5_1", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16", "bf16",
-                           "f32"}) {
+  for (const char* type :
+       {"Q2_K", "q3_k_s", "Q3_K_M", "q3_K_l", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0", "Q5_1",
+        "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16", "bf16", "f32"}) {
     Reply r = Do(*cli, "POST", kJobs, json{{"model", model}, {"quantization_type", type}}.dump());
     INFO("type " << type << ": " << r.raw);
     CHECK(r.status == 201);
@@ -989,7 +991,8 @@ TEST_CASE("serve: bad requests get 4xx JSON errors", "[serve]") {
   CheckJsonError(Do(*cli, "GET", std::string(kJobs) + "/.."), 400, "id '..'");
   const std::string unknown = "0123abcd-0000-4000-8000-000000000000";
   CheckJsonError(Do(*cli, "GET", std::string(kJobs) + "/" + unknown), 404, "unknown job");
-  CheckJsonError(Do(*cli, "POST", std::string(kJobs) + "/" + unknown + "/stop"), 404, "stop unknown");
+  CheckJsonError(Do(*cli, "POST", std::string(kJobs) + "/" + unknown + "/stop"), 404,
+                 "stop unknown");
   CheckJsonError(Do(*cli, "DELETE", std::string(kJobs) + "/" + unknown), 404, "delete unknown");
   CheckJsonError(Do(*cli, "GET", std::string(kJobs) + "/" + unknown + "/progress"), 404,
                  "progress unknown");
@@ -1064,9 +1067,8 @@ TEST_CASE("serve: a Hub id is downloaded and quantized, hf_token reaches the Hub
   CHECK(failed["status"] == "failed");
   CHECK(!failed["message"].get<std::string>().empty());
 
-  json req = {{"model", repo},
-              {"quantization_type", "Q8_0"},
-              {"extra_options", {{"hf_token", token}}}};
+  json req = {
+      {"model", repo}, {"quantization_type", "Q8_0"}, {"extra_options", {{"hf_token", token}}}};
   Reply created = Do(*cli, "POST", kJobs, req.dump());
   REQUIRE(created.status == 201);
   std::string id = created.body["id"];

@@ -6,7 +6,6 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "tests/simd_kquants_test.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
-
 #include "hwy/highway.h"
 #include "hwyquant/simd/q2_k-inl.h"
 #include "hwyquant/simd/q3_k-inl.h"
@@ -37,8 +36,7 @@ void DequantizeRowsWith(const void* src, float* dst, int64_t nrows, int64_t n_pe
   const size_t row_size = RowSize(Codec::kType, n_per_row);
   const auto* in = static_cast<const uint8_t*>(src);
   for (int64_t r = 0; r < nrows; ++r) {
-    Codec::DequantizeRow(df,
-                         reinterpret_cast<const typename Codec::Block*>(in + r * row_size),
+    Codec::DequantizeRow(df, reinterpret_cast<const typename Codec::Block*>(in + r * row_size),
                          dst + r * n_per_row, n_per_row);
   }
 }
@@ -180,8 +178,7 @@ std::vector<Field> FieldsOf(Type type) {
 std::string FieldAt(Type type, size_t byte_in_block) {
   for (const Field& field : FieldsOf(type)) {
     if (byte_in_block >= field.offset && byte_in_block < field.offset + field.size) {
-      return std::string(field.name) + "[" + std::to_string(byte_in_block - field.offset) +
-             "]";
+      return std::string(field.name) + "[" + std::to_string(byte_in_block - field.offset) + "]";
     }
   }
   return "?";
@@ -189,8 +186,8 @@ std::string FieldAt(Type type, size_t byte_in_block) {
 
 // Empty when equal; otherwise names row, block, field and both byte values of the first
 // difference and counts the differing bytes.
-std::string DescribeByteMismatch(Type type, const uint8_t* got, const uint8_t* want,
-                                 size_t size, int64_t n_per_row) {
+std::string DescribeByteMismatch(Type type, const uint8_t* got, const uint8_t* want, size_t size,
+                                 int64_t n_per_row) {
   const size_t row_size = RowSize(type, n_per_row);
   const size_t block_size = static_cast<size_t>(TraitsOf(type).type_size);
   size_t first = size, count = 0;
@@ -215,8 +212,8 @@ std::string DescribeFloatMismatch(const float* got, const float* want, size_t co
     if (BitsOfF32(got[i]) != BitsOfF32(want[i])) {
       std::ostringstream out;
       out << "float " << i << " (row " << i / n_per_row << " super-block "
-          << (i % n_per_row) / kSuperBlock << " weight " << i % kSuperBlock << "): got "
-          << got[i] << " want " << want[i];
+          << (i % n_per_row) / kSuperBlock << " weight " << i % kSuperBlock << "): got " << got[i]
+          << " want " << want[i];
       return out.str();
     }
   }
@@ -252,15 +249,14 @@ void CheckAgainstReference(const char* target, Type type, const std::vector<floa
   float* got_f = got_f_buffer.data() + misalign;
   dequantize(got, got_f, nrows, n_per_row);
   reference::DequantizeRows(type, want.data(), want_f.data(), nrows, n_per_row);
-  const std::string float_mismatch =
-      DescribeFloatMismatch(got_f, want_f.data(), count, n_per_row);
+  const std::string float_mismatch = DescribeFloatMismatch(got_f, want_f.data(), count, n_per_row);
   INFO("dequantize");
   CHECK(float_mismatch == "");
 }
 
-const char* const kGoldenInputs[] = {"gauss", "uniform", "student3", "outliers", "zeros",
-                                     "const", "tiny",    "huge",     "relu",     "ties",
-                                     "bf16grid", "sparse", "mixed_rows", "blockconst"};
+const char* const kGoldenInputs[] = {"gauss",    "uniform", "student3",   "outliers",  "zeros",
+                                     "const",    "tiny",    "huge",       "relu",      "ties",
+                                     "bf16grid", "sparse",  "mixed_rows", "blockconst"};
 
 TEST_CASE("SIMD K-quants match ggml's golden files on every target", "[simd][kquants]") {
   const std::string shared = test::SharedDir();
@@ -295,8 +291,7 @@ TEST_CASE("SIMD K-quants match ggml's golden files on every target", "[simd][kqu
         std::vector<float> got_f(static_cast<size_t>(kRows * kColumns));
         dequantize(golden.data(), got_f.data(), kRows, kColumns);
         INFO("target " << target << " dequantize golden " << name << "." << TypeName(type));
-        CHECK(DescribeFloatMismatch(got_f.data(), golden_f.data(), got_f.size(), kColumns) ==
-              "");
+        CHECK(DescribeFloatMismatch(got_f.data(), golden_f.data(), got_f.size(), kColumns) == "");
       }
     }
   });
@@ -326,10 +321,15 @@ float SampleValue(test::Rng& rng, int style, float scale, size_t index) {
       // Only the default quiet NaN: when two NaNs with different payloads meet, which payload
       // survives depends on operand order the compiler picks, so neither ggml nor the
       // reference defines the bytes (a known gap, see the report).
-      static const float kSpecials[] = {
-          std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
-          -std::numeric_limits<float>::infinity(),  std::numeric_limits<float>::denorm_min(),
-          -1e-40f, 65504.0f, 65520.0f, -std::numeric_limits<float>::max(), -0.0f};
+      static const float kSpecials[] = {std::numeric_limits<float>::quiet_NaN(),
+                                        std::numeric_limits<float>::infinity(),
+                                        -std::numeric_limits<float>::infinity(),
+                                        std::numeric_limits<float>::denorm_min(),
+                                        -1e-40f,
+                                        65504.0f,
+                                        65520.0f,
+                                        -std::numeric_limits<float>::max(),
+                                        -0.0f};
       if (rng.Next() % 4 != 0) return scale * rng.UniformSigned();
       return kSpecials[rng.Next() % (sizeof(kSpecials) / sizeof(kSpecials[0]))];
     }
@@ -341,8 +341,8 @@ float SampleValue(test::Rng& rng, int style, float scale, size_t index) {
 
 std::vector<float> RandomRows(test::Rng& rng, int64_t nrows, int64_t n_per_row) {
   std::vector<float> values(static_cast<size_t>(nrows * n_per_row));
-  static const float kScales[] = {1.0f,  0.02f,  1e-3f, 3e4f, 1e-12f, 1e-20f,
-                                  1e-30f, 100.0f, 1e10f, 1e30f, 5e-8f, 0.125f};
+  static const float kScales[] = {1.0f,   0.02f,  1e-3f, 3e4f,  1e-12f, 1e-20f,
+                                  1e-30f, 100.0f, 1e10f, 1e30f, 5e-8f,  0.125f};
   const int row_style = static_cast<int>(rng.Next() % 10);
   for (size_t g = 0; g < values.size(); g += 16) {
     // Each 16-value group picks its own style and magnitude when the row style says "mixed".
@@ -381,8 +381,7 @@ std::vector<float> RandomImatrix(test::Rng& rng, int64_t n_per_row) {
   return w;
 }
 
-TEST_CASE("SIMD K-quants match the reference on random inputs on every target",
-          "[simd][kquants]") {
+TEST_CASE("SIMD K-quants match the reference on random inputs on every target", "[simd][kquants]") {
   test::ForEachHwyTarget([&](const char* target) {
     for (uint64_t seed = 1; seed <= 200; ++seed) {
       test::Rng rng(seed * 7919);
@@ -394,8 +393,7 @@ TEST_CASE("SIMD K-quants match the reference on random inputs on every target",
       const std::string what = "seed " + std::to_string(seed);
       for (Type type : kKTypes) {
         CheckAgainstReference(target, type, src, nrows, n_per_row, nullptr, what, misalign);
-        CheckAgainstReference(target, type, src, nrows, n_per_row, imatrix.data(), what,
-                              misalign);
+        CheckAgainstReference(target, type, src, nrows, n_per_row, imatrix.data(), what, misalign);
       }
     }
   });

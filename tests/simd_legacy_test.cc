@@ -27,10 +27,9 @@ constexpr Type kSimdTypes[] = {Type::kF32,  Type::kF16,  Type::kBF16, Type::kQ4_
                                Type::kQ4_1, Type::kQ5_0, Type::kQ5_1, Type::kQ8_0};
 constexpr Type kKTypes[] = {Type::kQ2_K, Type::kQ3_K, Type::kQ4_K, Type::kQ5_K, Type::kQ6_K};
 
-const char* const kGoldenInputs[] = {"gauss",    "uniform", "student3",   "outliers",
-                                     "zeros",    "const",   "tiny",       "huge",
-                                     "relu",     "ties",    "bf16grid",   "sparse",
-                                     "mixed_rows", "blockconst", "specials"};
+const char* const kGoldenInputs[] = {"gauss",    "uniform", "student3",   "outliers",   "zeros",
+                                     "const",    "tiny",    "huge",       "relu",       "ties",
+                                     "bf16grid", "sparse",  "mixed_rows", "blockconst", "specials"};
 constexpr int64_t kGoldenRows = 4;
 constexpr int64_t kGoldenCols = 2048;
 
@@ -44,9 +43,18 @@ void ScaleOffsets(Type type, int* d, int* m) {
   *d = -1;
   *m = -1;
   switch (type) {
-    case Type::kQ4_0: case Type::kQ5_0: case Type::kQ8_0: *d = 0; break;
-    case Type::kQ4_1: case Type::kQ5_1: *d = 0; *m = 2; break;
-    default: break;
+    case Type::kQ4_0:
+    case Type::kQ5_0:
+    case Type::kQ8_0:
+      *d = 0;
+      break;
+    case Type::kQ4_1:
+    case Type::kQ5_1:
+      *d = 0;
+      *m = 2;
+      break;
+    default:
+      break;
   }
 }
 
@@ -89,8 +97,8 @@ std::string FirstByteDifference(Type type, const std::vector<uint8_t>& expected,
     const size_t in_row = i % row_size;
     std::ostringstream out;
     out << "row " << row << " block " << in_row / traits.type_size << " byte "
-        << in_row % traits.type_size << ": expected 0x" << std::hex << int{expected[i]}
-        << " got 0x" << int{actual[i]};
+        << in_row % traits.type_size << ": expected 0x" << std::hex << int{expected[i]} << " got 0x"
+        << int{actual[i]};
     return out.str();
   }
   return "";
@@ -104,8 +112,7 @@ std::string FirstFloatDifference(const std::vector<float>& expected, const float
     std::ostringstream out;
     out << "row " << i / n_per_row << " block " << (i % n_per_row) / block_size << " element "
         << (i % n_per_row) % block_size << ": expected " << expected[i] << " (0x" << std::hex
-        << BitsOfF32(expected[i]) << ") got " << actual[i] << " (0x" << BitsOfF32(actual[i])
-        << ")";
+        << BitsOfF32(expected[i]) << ") got " << actual[i] << " (0x" << BitsOfF32(actual[i]) << ")";
     return out.str();
   }
   return "";
@@ -119,16 +126,15 @@ void CheckAgainstReference(Type type, const std::vector<float>& input, int64_t n
             << (imatrix ? " with imatrix" : " without imatrix"));
   const size_t bytes = RowSize(type, n_per_row) * static_cast<size_t>(nrows);
   std::vector<uint8_t> expected(bytes);
-  REQUIRE(reference::QuantizeRows(type, input.data(), expected.data(), nrows, n_per_row,
-                                  imatrix) == bytes);
+  REQUIRE(reference::QuantizeRows(type, input.data(), expected.data(), nrows, n_per_row, imatrix) ==
+          bytes);
   // Offsets of one float and of the blocks' alignment keep every vector load and store
   // unaligned while each object stays properly aligned.
   const size_t offset = type == Type::kF32 ? sizeof(float) : sizeof(HalfBits);
   std::vector<float> src(input.size() + 1);
   memcpy(src.data() + 1, input.data(), input.size() * sizeof(float));
   std::vector<uint8_t> dst(bytes + offset + 1, 0xAB);
-  REQUIRE(Quantize(type, src.data() + 1, dst.data() + offset, nrows, n_per_row, imatrix) ==
-          bytes);
+  REQUIRE(Quantize(type, src.data() + 1, dst.data() + offset, nrows, n_per_row, imatrix) == bytes);
   const std::string diff =
       FirstByteDifference(type, expected, dst.data() + offset, n_per_row, imatrix != nullptr);
   CHECK(diff == "");
@@ -140,8 +146,8 @@ void CheckAgainstReference(Type type, const std::vector<float>& input, int64_t n
   std::vector<float> actual_floats(input.size() + 1);
   memcpy(dst.data() + offset, expected.data(), bytes);
   Dequantize(type, dst.data() + offset, actual_floats.data() + 1, nrows, n_per_row);
-  const std::string float_diff = FirstFloatDifference(
-      expected_floats, actual_floats.data() + 1, n_per_row, TraitsOf(type).block_size);
+  const std::string float_diff = FirstFloatDifference(expected_floats, actual_floats.data() + 1,
+                                                      n_per_row, TraitsOf(type).block_size);
   CHECK(float_diff == "");
 }
 
@@ -157,18 +163,30 @@ float Generate(Rng& rng, int kind, float scale) {
     case 3: {  // specials sprinkled into ordinary values
       const uint64_t pick = rng.Next() % 24;
       switch (pick) {
-        case 0: return std::numeric_limits<float>::quiet_NaN();
-        case 1: return -std::numeric_limits<float>::quiet_NaN();
-        case 2: return std::numeric_limits<float>::infinity();
-        case 3: return -std::numeric_limits<float>::infinity();
-        case 4: return -0.0f;
-        case 5: return 0.0f;
-        case 6: return F32FromBits(0x00000001u + static_cast<uint32_t>(rng.Next() % 0x7FFFFF));
-        case 7: return 65504.0f;
-        case 8: return -65520.0f;
-        case 9: return std::numeric_limits<float>::max();
-        case 10: return F32FromBits(0x7F800001u);  // signalling NaN
-        default: return rng.UniformSigned() * scale;
+        case 0:
+          return std::numeric_limits<float>::quiet_NaN();
+        case 1:
+          return -std::numeric_limits<float>::quiet_NaN();
+        case 2:
+          return std::numeric_limits<float>::infinity();
+        case 3:
+          return -std::numeric_limits<float>::infinity();
+        case 4:
+          return -0.0f;
+        case 5:
+          return 0.0f;
+        case 6:
+          return F32FromBits(0x00000001u + static_cast<uint32_t>(rng.Next() % 0x7FFFFF));
+        case 7:
+          return 65504.0f;
+        case 8:
+          return -65520.0f;
+        case 9:
+          return std::numeric_limits<float>::max();
+        case 10:
+          return F32FromBits(0x7F800001u);  // signalling NaN
+        default:
+          return rng.UniformSigned() * scale;
       }
     }
     case 4:  // all equal runs (max == min), with sign changes of zero
@@ -301,7 +319,8 @@ TEST_CASE("every target matches the reference block by block on special blocks")
     r[0] = -0.0f;
     r[1] = 0.0f;
     rows.push_back(r);
-    for (int i = 0; i < 32; ++i) r[i] = F32FromBits(0x80000000u | static_cast<uint32_t>(i * 977 + 1));
+    for (int i = 0; i < 32; ++i)
+      r[i] = F32FromBits(0x80000000u | static_cast<uint32_t>(i * 977 + 1));
     rows.push_back(r);
     for (int i = 0; i < 32; ++i) r[i] = (i % 2 ? 1.0f : -1.0f) * static_cast<float>(i) * 1e-41f;
     rows.push_back(r);
@@ -342,7 +361,8 @@ TEST_CASE("every target converts f16 and bf16 exactly on a dense sweep of f32 bi
   for (uint64_t bits = 0; bits < (1ull << 32); bits += 65521) {
     values.push_back(F32FromBits(static_cast<uint32_t>(bits)));
   }
-  for (uint32_t bits = 0x7F7FF000u; bits <= 0x7F800010u; ++bits) values.push_back(F32FromBits(bits));
+  for (uint32_t bits = 0x7F7FF000u; bits <= 0x7F800010u; ++bits)
+    values.push_back(F32FromBits(bits));
   const int64_t n = static_cast<int64_t>(values.size());
   std::vector<uint16_t> expected_f16(values.size()), expected_bf16(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
@@ -447,7 +467,8 @@ TEST_CASE("QuantizeParallel gives Quantize's bytes for any thread count") {
   Rng rng(77);
   const int64_t nrows = 37;
   const int64_t n_per_row = 256;
-  const std::vector<float> input = RandomInput(rng, static_cast<size_t>(nrows * n_per_row), 1, 1.0f);
+  const std::vector<float> input =
+      RandomInput(rng, static_cast<size_t>(nrows * n_per_row), 1, 1.0f);
   const std::vector<float> imatrix = RandomImatrix(rng, static_cast<size_t>(n_per_row));
   for (const Type type : {Type::kF16, Type::kBF16, Type::kQ4_0, Type::kQ4_1, Type::kQ5_0,
                           Type::kQ5_1, Type::kQ8_0, Type::kQ4_K, Type::kQ6_K}) {
@@ -458,8 +479,8 @@ TEST_CASE("QuantizeParallel gives Quantize's bytes for any thread count") {
       for (const int threads : {0, 1, 2, 3, 8, 100}) {
         INFO("type " << TypeName(type) << " threads " << threads << (im ? " imatrix" : ""));
         std::vector<uint8_t> actual(bytes);
-        CHECK(QuantizeParallel(type, input.data(), actual.data(), nrows, n_per_row, im,
-                               threads) == bytes);
+        CHECK(QuantizeParallel(type, input.data(), actual.data(), nrows, n_per_row, im, threads) ==
+              bytes);
         CHECK(FirstByteDifference(type, expected, actual.data(), n_per_row) == "");
       }
     }
@@ -470,7 +491,8 @@ TEST_CASE("K-quant types keep working through the public API") {
   Rng rng(5);
   const int64_t nrows = 2;
   const int64_t n_per_row = 512;
-  const std::vector<float> input = RandomInput(rng, static_cast<size_t>(nrows * n_per_row), 0, 1.0f);
+  const std::vector<float> input =
+      RandomInput(rng, static_cast<size_t>(nrows * n_per_row), 0, 1.0f);
   const std::vector<float> imatrix = RandomImatrix(rng, static_cast<size_t>(n_per_row));
   ForEachHwyTarget([&](const char* /*target*/) {
     for (const Type type : kKTypes) {
@@ -489,8 +511,7 @@ TEST_CASE("the public API rejects bad arguments with clear errors") {
                     Contains("not a multiple of the q4_0 block size 32"));
   CHECK_THROWS_WITH(Quantize(Type::kQ4_K, src.data(), dst.data(), 1, 64),
                     Contains("not a multiple of the q4_K block size 256"));
-  CHECK_THROWS_WITH(Quantize(Type::kIQ2_XXS, src.data(), dst.data(), 0, 256),
-                    Contains("iq2_xxs"));
+  CHECK_THROWS_WITH(Quantize(Type::kIQ2_XXS, src.data(), dst.data(), 0, 256), Contains("iq2_xxs"));
   CHECK_THROWS_WITH(Quantize(Type::kQ8_1, src.data(), dst.data(), 1, 32), Contains("q8_1"));
   CHECK_THROWS_WITH(Quantize(static_cast<Type>(99), src.data(), dst.data(), 1, 32),
                     Contains("unknown GGUF type id 99"));
@@ -501,8 +522,7 @@ TEST_CASE("the public API rejects bad arguments with clear errors") {
                     Contains("not a multiple"));
   CHECK_THROWS_WITH(QuantizeBF16(Type::kQ5_0, nullptr, dst.data(), 1, 32), Contains("null"));
   CHECK_THROWS_WITH(Dequantize(Type::kQ8_0, dst.data(), nullptr, 1, 32), Contains("null"));
-  CHECK_THROWS_WITH(Dequantize(Type::kIQ4_NL, dst.data(), src.data(), 1, 32),
-                    Contains("iq4_nl"));
+  CHECK_THROWS_WITH(Dequantize(Type::kIQ4_NL, dst.data(), src.data(), 1, 32), Contains("iq4_nl"));
   CHECK_THROWS_WITH(QuantizeParallel(Type::kQ4_0, src.data(), dst.data(), 1, 32, nullptr, -2),
                     Contains("negative thread count"));
   CHECK_THROWS_AS(Quantize(Type::kQ4_0, src.data(), dst.data(), 1, 31), Error);

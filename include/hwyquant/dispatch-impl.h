@@ -45,8 +45,8 @@ const KernelTable* ChosenTable() { return HWY_DYNAMIC_DISPATCH(GetKernelTable)()
 
 #if HWYQUANT_HAVE_REFERENCE_FALLBACK
 bool IsKQuant(Type type) {
-  return type == Type::kQ2_K || type == Type::kQ3_K || type == Type::kQ4_K ||
-         type == Type::kQ5_K || type == Type::kQ6_K;
+  return type == Type::kQ2_K || type == Type::kQ3_K || type == Type::kQ4_K || type == Type::kQ5_K ||
+         type == Type::kQ6_K;
 }
 #endif
 
@@ -96,8 +96,8 @@ int64_t WidenChunkRows(int64_t n_per_row) {
   return std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(1, n_per_row));
 }
 
-size_t QuantizeFromHalf(const char* what, Type type, const uint16_t* src, void* dst,
-                        int64_t nrows, int64_t n_per_row, const float* imatrix, bool bf16) {
+size_t QuantizeFromHalf(const char* what, Type type, const uint16_t* src, void* dst, int64_t nrows,
+                        int64_t n_per_row, const float* imatrix, bool bf16) {
   const size_t row_size = CheckRowArguments(what, type, src, dst, nrows, n_per_row, dst);
   CheckQuantizable(what, type);
   if (nrows == 0 || n_per_row == 0) return 0;
@@ -109,8 +109,8 @@ size_t QuantizeFromHalf(const char* what, Type type, const uint16_t* src, void* 
   for (int64_t row = 0; row < nrows; row += chunk_rows) {
     const int64_t rows = std::min(chunk_rows, nrows - row);
     widen(src + row * n_per_row, scratch.data(), static_cast<size_t>(rows * n_per_row));
-    QuantizeWith(type, scratch.data(), out + static_cast<size_t>(row) * row_size, rows,
-                 n_per_row, imatrix);
+    QuantizeWith(type, scratch.data(), out + static_cast<size_t>(row) * row_size, rows, n_per_row,
+                 imatrix);
   }
   return row_size * static_cast<size_t>(nrows);
 }
@@ -133,8 +133,8 @@ size_t QuantizeF16(Type type, const HalfBits* src, void* dst, int64_t nrows, int
                                    /*bf16=*/false);
 }
 
-size_t QuantizeBF16(Type type, const BF16Bits* src, void* dst, int64_t nrows,
-                    int64_t n_per_row, const float* imatrix) {
+size_t QuantizeBF16(Type type, const BF16Bits* src, void* dst, int64_t nrows, int64_t n_per_row,
+                    const float* imatrix) {
   return kernels::QuantizeFromHalf("QuantizeBF16", type, src, dst, nrows, n_per_row, imatrix,
                                    /*bf16=*/true);
 }
@@ -154,8 +154,8 @@ void Dequantize(Type type, const void* src, float* dst, int64_t nrows, int64_t n
 #endif
 }
 
-size_t QuantizeParallel(Type type, const float* src, void* dst, int64_t nrows,
-                        int64_t n_per_row, const float* imatrix, int nthreads) {
+size_t QuantizeParallel(Type type, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
+                        const float* imatrix, int nthreads) {
   const size_t row_size =
       kernels::CheckRowArguments("QuantizeParallel", type, src, dst, nrows, n_per_row, dst);
   kernels::CheckQuantizable("QuantizeParallel", type);
@@ -180,8 +180,8 @@ size_t QuantizeParallel(Type type, const float* src, void* dst, int64_t nrows,
     workers.emplace_back([=, &errors] {
       try {
         kernels::QuantizeWith(type, src + begin * n_per_row,
-                              out + static_cast<size_t>(begin) * row_size, end - begin,
-                              n_per_row, imatrix);
+                              out + static_cast<size_t>(begin) * row_size, end - begin, n_per_row,
+                              imatrix);
       } catch (...) {
         errors[static_cast<size_t>(t)] = std::current_exception();
       }

@@ -1,4 +1,5 @@
-// GGUF tensor types: block layouts (ggml's field order), type ids, and the one registry of their traits.
+// GGUF tensor types: block layouts (ggml's field order), type ids, and the one registry of their
+// traits.
 #ifndef HWYQUANT_FORMAT_H_
 #define HWYQUANT_FORMAT_H_
 
@@ -140,10 +141,10 @@ static_assert(sizeof(BlockQ8_K) == 292, "q8_K is 292 bytes per 256 weights");
 // What the registry knows of one type.
 struct TypeTraits {
   Type type;
-  const char* name;     // ggml's type name, e.g. "q4_K"
-  int64_t block_size;   // weights per block
-  int64_t type_size;    // bytes per block
-  bool quantizable;     // hwyquant can produce it from f32
+  const char* name;    // ggml's type name, e.g. "q4_K"
+  int64_t block_size;  // weights per block
+  int64_t type_size;   // bytes per block
+  bool quantizable;    // hwyquant can produce it from f32
 };
 
 // The registry: every type a GGUF file may hold. Order is by type id.
@@ -192,9 +193,7 @@ inline const TypeTraits* FindType(uint32_t id) {
   }
   return nullptr;
 }
-inline const TypeTraits* FindType(Type type) {
-  return FindType(static_cast<uint32_t>(type));
-}
+inline const TypeTraits* FindType(Type type) { return FindType(static_cast<uint32_t>(type)); }
 
 // Traits by ggml name, case-insensitive ("Q4_K" and "q4_k" both work); nullptr if unknown.
 inline const TypeTraits* FindTypeByName(std::string_view name) {
@@ -217,8 +216,7 @@ inline const TypeTraits* FindTypeByName(std::string_view name) {
 inline const TypeTraits& TraitsOf(Type type) {
   const TypeTraits* traits = FindType(type);
   if (traits == nullptr) {
-    throw Error("unknown GGUF type id " +
-                std::to_string(static_cast<uint32_t>(type)));
+    throw Error("unknown GGUF type id " + std::to_string(static_cast<uint32_t>(type)));
   }
   return *traits;
 }
@@ -229,9 +227,8 @@ inline const char* TypeName(Type type) { return TraitsOf(type).name; }
 inline size_t RowSize(Type type, int64_t n) {
   const TypeTraits& traits = TraitsOf(type);
   if (n < 0 || n % traits.block_size != 0) {
-    throw Error(std::string("row length ") + std::to_string(n) +
-                " is not a multiple of the " + traits.name + " block size " +
-                std::to_string(traits.block_size));
+    throw Error(std::string("row length ") + std::to_string(n) + " is not a multiple of the " +
+                traits.name + " block size " + std::to_string(traits.block_size));
   }
   return static_cast<size_t>(n / traits.block_size * traits.type_size);
 }

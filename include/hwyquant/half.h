@@ -79,9 +79,7 @@ inline BF16Bits F32ToBF16(float f) {
   return static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
 }
 
-inline float BF16ToF32(BF16Bits b) {
-  return F32FromBits(static_cast<uint32_t>(b) << 16);
-}
+inline float BF16ToF32(BF16Bits b) { return F32FromBits(static_cast<uint32_t>(b) << 16); }
 
 }  // namespace hwyquant
 

@@ -26,8 +26,7 @@ namespace hwyquant::kernels {
 // Rows of n_per_row weights; dst / src are whole rows of the type's blocks.
 using QuantizeRowsFn = void (*)(const float* src, void* dst, int64_t nrows, int64_t n_per_row,
                                 const float* imatrix);
-using DequantizeRowsFn = void (*)(const void* src, float* dst, int64_t nrows,
-                                  int64_t n_per_row);
+using DequantizeRowsFn = void (*)(const void* src, float* dst, int64_t nrows, int64_t n_per_row);
 // Widens n 16-bit floats (f16 or bf16) to f32.
 using WidenFn = void (*)(const uint16_t* src, float* dst, size_t n);
 
@@ -56,8 +55,8 @@ inline size_t CheckRowArguments(const char* what, Type type, const void* src, co
                 std::to_string(static_cast<uint32_t>(type)));
   }
   if (nrows < 0 || n_per_row < 0) {
-    throw Error(std::string(what) + ": negative shape (" + std::to_string(nrows) +
-                " rows of " + std::to_string(n_per_row) + " weights)");
+    throw Error(std::string(what) + ": negative shape (" + std::to_string(nrows) + " rows of " +
+                std::to_string(n_per_row) + " weights)");
   }
   if (n_per_row % traits->block_size != 0) {
     throw Error(std::string(what) + ": row length " + std::to_string(n_per_row) +
@@ -75,8 +74,7 @@ inline size_t CheckRowArguments(const char* what, Type type, const void* src, co
                 std::to_string(alignment) + "-byte aligned");
   }
   const size_t row_size = RowSize(type, n_per_row);
-  if (nrows > 0 && row_size > 0 &&
-      static_cast<uint64_t>(nrows) > (~uint64_t{0} >> 1) / row_size) {
+  if (nrows > 0 && row_size > 0 && static_cast<uint64_t>(nrows) > (~uint64_t{0} >> 1) / row_size) {
     throw Error(std::string(what) + ": " + std::to_string(nrows) + " rows of " +
                 std::to_string(n_per_row) + " weights overflow the address space");
   }
@@ -122,8 +120,8 @@ namespace hwyquant::kernels::HWY_NAMESPACE {
 template <class Codec>
 void QuantizeRowsEntry(const float* src, void* dst, int64_t nrows, int64_t n_per_row,
                        const float* imatrix) {
-  Codec::QuantizeRows(FloatTag(), src, static_cast<typename Codec::Block*>(dst), nrows,
-                      n_per_row, imatrix);
+  Codec::QuantizeRows(FloatTag(), src, static_cast<typename Codec::Block*>(dst), nrows, n_per_row,
+                      imatrix);
 }
 template <class Codec>
 void DequantizeRowsEntry(const void* src, float* dst, int64_t nrows, int64_t n_per_row) {
@@ -208,8 +206,8 @@ inline const KernelTable* GetKernelTable() {
 
 // Quantizes nrows rows with this target's kernels; returns bytes written. Throws Error for bad
 // arguments or a type this target has no kernel for.
-inline size_t QuantizeRows(Type type, const float* src, void* dst, int64_t nrows,
-                           int64_t n_per_row, const float* imatrix) {
+inline size_t QuantizeRows(Type type, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
+                           const float* imatrix) {
   const size_t row_size = CheckRowArguments("QuantizeRows", type, src, dst, nrows, n_per_row, dst);
   const KernelTable* table = GetKernelTable();
   const QuantizeRowsFn fn = table->quantize[TypeSlot(type)];

@@ -1,8 +1,7 @@
 // The page files compiled into the binary (web/embed.cmake) are exactly those in web/, and the
 // page refers to no file the server would not have.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <regex>
 #include <sstream>

@@ -110,8 +110,7 @@ HWY_INLINE void StoreHalfBits(DF /*df*/, hn::Vec<hn::RebindToSigned<DF>> bits,
 // mode is exact IEEE narrowing for every non-NaN input (subnormals, overflow to Inf, -0); it
 // keeps NaN payloads, so vectors holding a NaN take the integer path instead.
 #undef HWYQUANT_HAVE_F16C_PATH  // set anew for each target
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2 && HWY_TARGET != HWY_SCALAR && \
-    HWY_TARGET != HWY_EMU128
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128
 #define HWYQUANT_HAVE_F16C_PATH 1
 namespace detail {
 constexpr int kF16Rounding = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;

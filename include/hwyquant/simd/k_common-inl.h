@@ -124,10 +124,10 @@ HWY_INLINE hn::Vec<DI> KLoadBytes(DI di, const uint8_t* HWY_RESTRICT p) {
 // (transposed int32). Note that ggml updates `min` inside the search, so later candidate
 // scales depend on earlier winners; every lane tracks its own.
 template <int kGroup, bool kUseMad, bool kStrictEqual, class DF>
-HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt,
-                               const float* HWY_RESTRICT wt, int nmax, float rmin,
-                               float rdelta, int nstep, hn::Vec<DF>* scale_out,
-                               hn::Vec<DF>* min_out, int32_t* HWY_RESTRICT lt) {
+HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt, const float* HWY_RESTRICT wt,
+                               int nmax, float rmin, float rdelta, int nstep,
+                               hn::Vec<DF>* scale_out, hn::Vec<DF>* min_out,
+                               int32_t* HWY_RESTRICT lt) {
   using V = hn::Vec<DF>;
   const hn::RebindToSigned<DF> di;
   const size_t N = hn::Lanes(df);
@@ -176,12 +176,12 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt,
     // Every x - min lies between data_min - min and max - min (rounding is monotonic), so this
     // bounds |iscale * (x - min)|. Below 2^21, rounding in float (ties to even) and clamping
     // equal nearest_int's wrapped integer result exactly; lanes past it (huge spans, Inf, NaN)
-    // (and groups holding a NaN) take the integer path. Non-live lanes are discarded, so they do not count. A -0.0 from
-    // rounding a tiny negative product only ever meets sums that start at +0 and products that
-    // are squared or added to nonzero values, so it cannot change a result bit.
+    // (and groups holding a NaN) take the integer path. Non-live lanes are discarded, so they do
+    // not count. A -0.0 from rounding a tiny negative product only ever meets sums that start at +0
+    // and products that are squared or added to nonzero values, so it cannot change a result bit.
     const V span = hn::Max(hn::Abs(hn::Sub(max, min)), hn::Abs(hn::Sub(data_min, min)));
-    const auto in_range = hn::AndNot(
-        has_nan, hn::Lt(hn::Mul(hn::Abs(iscale), span), hn::Set(df, 2097152.0f)));
+    const auto in_range =
+        hn::AndNot(has_nan, hn::Lt(hn::Mul(hn::Abs(iscale), span), hn::Set(df, 2097152.0f)));
     V sum_l = zero, sum_l2 = zero, sum_xl = zero;
     if (hn::AllFalse(df, hn::AndNot(in_range, live))) {
       const V vnmax = hn::Set(df, static_cast<float>(nmax));
@@ -287,7 +287,8 @@ HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int nmax, const float* HWY_RESTRICT 
       *suml2 = l2;
     };
     if (float_levels) {
-      accumulate([&](V x) { return hn::Min(hn::Max(hn::Round(hn::Mul(iscale, x)), lowest), highest); });
+      accumulate(
+          [&](V x) { return hn::Min(hn::Max(hn::Round(hn::Mul(iscale, x)), lowest), highest); });
     } else {
       accumulate([&](V x) {
         return hn::ConvertTo(df, KClamp(di, NearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
@@ -307,8 +308,8 @@ HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int nmax, const float* HWY_RESTRICT 
     const float numerator = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is));
     iscale = hn::Div(hn::Set(df, numerator), max);
     sums(iscale, &sumlx, &suml2);
-    const auto better = hn::And(hn::Gt(suml2, zero),
-                                hn::Gt(hn::Mul(sumlx, sumlx), hn::Mul(best, suml2)));
+    const auto better =
+        hn::And(hn::Gt(suml2, zero), hn::Gt(hn::Mul(sumlx, sumlx), hn::Mul(best, suml2)));
     // No early exit when no lane improves: that branch mispredicts more than the division
     // it saves costs.
     const V new_scale = hn::Div(sumlx, suml2);
@@ -381,9 +382,8 @@ HWY_INLINE hn::Vec<DF> KMakeQ3Quants(DF df, int group, int nmax, const float* HW
       if (hn::AllFalse(df, candidate)) continue;
       slx = hn::Add(slx, hn::Mul(wx, new_l));
       sl2 = hn::Add(sl2, hn::Mul(hn::Mul(w, new_l), new_l));
-      const auto improves =
-          hn::And(hn::Gt(sl2, zero), hn::Gt(hn::Mul(hn::Mul(slx, slx), suml2),
-                                            hn::Mul(hn::Mul(sumlx, sumlx), sl2)));
+      const auto improves = hn::And(hn::Gt(sl2, zero), hn::Gt(hn::Mul(hn::Mul(slx, slx), suml2),
+                                                              hn::Mul(hn::Mul(sumlx, sumlx), sl2)));
       const auto take = hn::And(candidate, improves);
       hn::Store(hn::IfThenElse(take, new_l, L), df, lf + i * N);
       sumlx = hn::IfThenElse(take, slx, sumlx);
@@ -476,8 +476,8 @@ HWY_INLINE hn::Vec<DF> KMakeQpQuants(DF df, int n, int nmax, const float* HWY_RE
       const V new_l = hn::ConvertTo(df, new_li);
       slx = hn::Add(slx, hn::Mul(wx, new_l));
       sl2 = hn::Add(sl2, hn::Mul(hn::Mul(w, new_l), new_l));
-      const auto improves = hn::Gt(hn::Mul(hn::Mul(slx, slx), suml2),
-                                   hn::Mul(hn::Mul(sumlx, sumlx), sl2));
+      const auto improves =
+          hn::Gt(hn::Mul(hn::Mul(slx, slx), suml2), hn::Mul(hn::Mul(sumlx, sumlx), sl2));
       const auto take = hn::And(hn::And(active, both_positive), hn::And(differs, improves));
       hn::Store(hn::IfThenElse(hn::RebindMask(di, take), hn::And(new_li, byte_mask), Li), di,
                 lt + i * N);
@@ -525,8 +525,7 @@ HWY_INLINE void KSetScaleMinK4(int j, uint8_t ls, uint8_t lm, uint8_t* HWY_RESTR
 template <class DF>
 HWY_INLINE void KMakeQpQuantsSets(DF df, int n, int nmax, const float* HWY_RESTRICT values,
                                   const float* HWY_RESTRICT weights, size_t count,
-                                  float* HWY_RESTRICT scale_out,
-                                  uint8_t* HWY_RESTRICT levels_out) {
+                                  float* HWY_RESTRICT scale_out, uint8_t* HWY_RESTRICT levels_out) {
   const size_t N = hn::Lanes(df);
   HWY_ALIGN float vt[16 * kMaxGroupLanes];
   HWY_ALIGN float wt[16 * kMaxGroupLanes];
@@ -587,8 +586,8 @@ HWY_INLINE void KQuantizeScaleMin(DF df, const KScaleMinParams& p, const float* 
       for (int i = 0; i < 32; ++i) {
         hn::Store(hn::Add(av_x, hn::Abs(hn::Load(df, xt + i * N))), df, wt + i * N);
       }
-      KMakeQkxQuants<32, false, true>(df, xt, wt, p.nmax, p.rmin, p.rdelta, p.nstep, &scale,
-                                      &min, lt);
+      KMakeQkxQuants<32, false, true>(df, xt, wt, p.nmax, p.rmin, p.rdelta, p.nstep, &scale, &min,
+                                      lt);
     } else {
       KTransposeIn(df, imatrix + g0 * 32, cnt, 32, wt);
       for (size_t lane = 0; lane < N; ++lane) {

@@ -67,8 +67,7 @@ HWY_INLINE float FirstLargestMagnitude(DF df, const float* HWY_RESTRICT xb) {
 // q4_1 / q5_1's scan `if (v < min) min = v; if (v > max) max = v;` from FLT_MAX / -FLT_MAX.
 // Ties keep the first element, which only matters for the sign of a zero extreme.
 template <class DF>
-HWY_INLINE void FirstMinMax(DF df, const float* HWY_RESTRICT xb, float* min_out,
-                            float* max_out) {
+HWY_INLINE void FirstMinMax(DF df, const float* HWY_RESTRICT xb, float* min_out, float* max_out) {
   const size_t N = hn::Lanes(df);
   auto vmin = hn::Set(df, FLT_MAX);
   auto vmax = hn::Set(df, -FLT_MAX);
@@ -160,14 +159,15 @@ HWY_INLINE void ForEachImatrixBatch(DF df, const float* HWY_RESTRICT src, int64_
   alignas(64) int32_t qw_offsets[kMaxGroupLanes];
   alignas(64) float lane_sigma2[kMaxGroupLanes];
   for (int64_t first = 0; first < total; first += static_cast<int64_t>(N)) {
-    const size_t count = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(N), total - first));
+    const size_t count =
+        static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(N), total - first));
     for (size_t lane = 0; lane < N; ++lane) {
       const int64_t block = first + static_cast<int64_t>(std::min(lane, count - 1));
       qw_offsets[lane] = static_cast<int32_t>((block % nb) * kLegacyBlock);
       lane_sigma2[lane] = sigma2[static_cast<size_t>(block / nb)];
     }
-    GatherTransposed(df, src + first * kLegacyBlock,
-                     GroupOffsets(di, kLegacyBlock, count), kLegacyBlock, batch.x);
+    GatherTransposed(df, src + first * kLegacyBlock, GroupOffsets(di, kLegacyBlock, count),
+                     kLegacyBlock, batch.x);
     GatherTransposed(df, imatrix, hn::Load(di, qw_offsets), kLegacyBlock, batch.w);
     const auto s2 = hn::Load(df, lane_sigma2);
     for (int i = 0; i < kLegacyBlock; ++i) {
@@ -232,8 +232,8 @@ HWY_INLINE void MakeQxQuantsLanes(DF df, int nmax, LegacyBatch& batch) {
       sumlx = hn::Add(sumlx, hn::Mul(hn::Mul(w, x), lf));
       suml2 = hn::Add(suml2, hn::Mul(hn::Mul(w, lf), lf));
     }
-    const auto better = hn::And(hn::Gt(suml2, hn::Zero(df)),
-                                hn::Gt(hn::Mul(sumlx, sumlx), hn::Mul(best, suml2)));
+    const auto better =
+        hn::And(hn::Gt(suml2, hn::Zero(df)), hn::Gt(hn::Mul(sumlx, sumlx), hn::Mul(best, suml2)));
     if (hn::AllFalse(df, better)) continue;
     const auto better_i = hn::RebindMask(di, better);
     for (int i = 0; i < kLegacyBlock; ++i) {
@@ -330,8 +330,8 @@ HWY_INLINE void MakeQkx3QuantsLanes(DF df, int nmax, LegacyBatch& batch) {
     if (hn::AllFalse(df, better)) continue;
     const auto better_i = hn::RebindMask(di, better);
     for (int i = 0; i < kLegacyBlock; ++i) {
-      hn::Store(hn::IfThenElse(better_i, hn::Load(di, laux + i * N), hn::Load(di, lt + i * N)),
-                di, lt + i * N);
+      hn::Store(hn::IfThenElse(better_i, hn::Load(di, laux + i * N), hn::Load(di, lt + i * N)), di,
+                lt + i * N);
     }
     best_mad = hn::IfThenElse(better, mad, best_mad);
     scale = hn::IfThenElse(better, this_scale, scale);

@@ -126,8 +126,7 @@ struct Q2KCodec {
             for (int j = 0; j < kGroups; ++j) {
               const int l = ::hwyquant::NearestInt(iscale * mn[j]);
               // Unsigned shift: l is negative for NaN scales; the stored bits match ggml's.
-              b.scales[j] =
-                  static_cast<uint8_t>(b.scales[j] | (static_cast<uint32_t>(l) << 4));
+              b.scales[j] = static_cast<uint8_t>(b.scales[j] | (static_cast<uint32_t>(l) << 4));
             }
             b.dmin = F32ToF16(max_min / q4scale);
           } else {
@@ -166,8 +165,7 @@ struct Q2KCodec {
 
   // Expands n weights: d * scale * q - dmin * min per 16 weights, as ggml rounds it.
   template <class DF>
-  static void DequantizeRow(DF df, const Block* HWY_RESTRICT x, float* HWY_RESTRICT y,
-                            int64_t n) {
+  static void DequantizeRow(DF df, const Block* HWY_RESTRICT x, float* HWY_RESTRICT y, int64_t n) {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     const int64_t nb = n / kSuperBlock;

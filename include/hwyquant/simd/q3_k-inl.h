@@ -166,8 +166,7 @@ struct Q3KCodec {
 
   // Expands n weights: d * scale * (q - (high bit ? 0 : 4)), as ggml rounds it.
   template <class DF>
-  static void DequantizeRow(DF df, const Block* HWY_RESTRICT x, float* HWY_RESTRICT y,
-                            int64_t n) {
+  static void DequantizeRow(DF df, const Block* HWY_RESTRICT x, float* HWY_RESTRICT y, int64_t n) {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     const int64_t nb = n / kSuperBlock;

@@ -62,8 +62,7 @@ struct CodecQ4_0 {
  private:
   // quantize_row_q4_0_ref for one block: levels are (int8_t)(x * id + 8.5) capped at 15.
   template <class DF>
-  static HWY_INLINE void QuantizeBlock(DF df, const float* HWY_RESTRICT xb,
-                                       Block* HWY_RESTRICT y) {
+  static HWY_INLINE void QuantizeBlock(DF df, const float* HWY_RESTRICT xb, Block* HWY_RESTRICT y) {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     const float max = FirstLargestMagnitude(df, xb);
@@ -77,8 +76,10 @@ struct CodecQ4_0 {
     for (size_t j = 0; j < 16; j += N) {
       const auto x0 = hn::Mul(hn::LoadU(df, xb + j), vid);
       const auto x1 = hn::Mul(hn::LoadU(df, xb + 16 + j), vid);
-      const auto q0 = hn::And(hn::Min(cap, LowByteSigned(di, TruncateLikeX86(df, hn::Add(x0, bias)))), byte);
-      const auto q1 = hn::And(hn::Min(cap, LowByteSigned(di, TruncateLikeX86(df, hn::Add(x1, bias)))), byte);
+      const auto q0 =
+          hn::And(hn::Min(cap, LowByteSigned(di, TruncateLikeX86(df, hn::Add(x0, bias)))), byte);
+      const auto q1 =
+          hn::And(hn::Min(cap, LowByteSigned(di, TruncateLikeX86(df, hn::Add(x1, bias)))), byte);
       StoreBytes(di, hn::And(hn::Or(q0, hn::ShiftLeft<4>(q1)), byte), y->qs + j);
     }
   }

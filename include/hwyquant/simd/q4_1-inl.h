@@ -73,8 +73,7 @@ struct CodecQ4_1 {
  private:
   // quantize_row_q4_1_ref for one block: levels are (int8_t)((x - min) * id + 0.5) capped at 15.
   template <class DF>
-  static HWY_INLINE void QuantizeBlock(DF df, const float* HWY_RESTRICT xb,
-                                       Block* HWY_RESTRICT y) {
+  static HWY_INLINE void QuantizeBlock(DF df, const float* HWY_RESTRICT xb, Block* HWY_RESTRICT y) {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     float min, max;
@@ -91,8 +90,10 @@ struct CodecQ4_1 {
     for (size_t j = 0; j < 16; j += N) {
       const auto x0 = hn::Mul(hn::Sub(hn::LoadU(df, xb + j), vmin), vid);
       const auto x1 = hn::Mul(hn::Sub(hn::LoadU(df, xb + 16 + j), vmin), vid);
-      const auto q0 = hn::And(hn::Min(cap, LowByteSigned(di, TruncateLikeX86(df, hn::Add(x0, half)))), byte);
-      const auto q1 = hn::And(hn::Min(cap, LowByteSigned(di, TruncateLikeX86(df, hn::Add(x1, half)))), byte);
+      const auto q0 =
+          hn::And(hn::Min(cap, LowByteSigned(di, TruncateLikeX86(df, hn::Add(x0, half)))), byte);
+      const auto q1 =
+          hn::And(hn::Min(cap, LowByteSigned(di, TruncateLikeX86(df, hn::Add(x1, half)))), byte);
       StoreBytes(di, hn::And(hn::Or(q0, hn::ShiftLeft<4>(q1)), byte), y->qs + j);
     }
   }

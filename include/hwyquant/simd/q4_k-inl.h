@@ -47,7 +47,8 @@ struct Q4KCodec {
         const uint8_t* HWY_RESTRICT Lb = L + s * kSuperBlock;
         uint8_t* HWY_RESTRICT q = b.qs;
         for (int j = 0; j < kSuperBlock; j += 64) {
-          for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(Lb[j + l] | (Lb[j + l + 32] << 4));
+          for (int l = 0; l < 32; ++l)
+            q[l] = static_cast<uint8_t>(Lb[j + l] | (Lb[j + l + 32] << 4));
           q += 32;
         }
       }
@@ -56,8 +57,7 @@ struct Q4KCodec {
 
   // Expands n weights: d * scale * q - dmin * min per sub-block, as ggml rounds it.
   template <class DF>
-  static void DequantizeRow(DF df, const Block* HWY_RESTRICT x, float* HWY_RESTRICT y,
-                            int64_t n) {
+  static void DequantizeRow(DF df, const Block* HWY_RESTRICT x, float* HWY_RESTRICT y, int64_t n) {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     const int64_t nb = n / kSuperBlock;

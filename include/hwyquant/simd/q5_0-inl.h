@@ -60,10 +60,11 @@ struct CodecQ5_0 {
       for (size_t j = 0; j < 16; j += N) {
         const auto packed = LoadBytesAsInt32(di, src[ib].qs + j);
         const int first = static_cast<int>(j);
-        const auto low = hn::Sub(hn::Or(hn::And(packed, hn::Set(di, 0x0F)), FifthBitLanes(di, qh, first)),
-                                 hn::Set(di, 16));
-        const auto high = hn::Sub(hn::Or(hn::ShiftRight<4>(packed), FifthBitLanes(di, qh, first + 16)),
-                                  hn::Set(di, 16));
+        const auto low =
+            hn::Sub(hn::Or(hn::And(packed, hn::Set(di, 0x0F)), FifthBitLanes(di, qh, first)),
+                    hn::Set(di, 16));
+        const auto high = hn::Sub(
+            hn::Or(hn::ShiftRight<4>(packed), FifthBitLanes(di, qh, first + 16)), hn::Set(di, 16));
         hn::StoreU(hn::Mul(hn::ConvertTo(df, low), d), df, y + j);
         hn::StoreU(hn::Mul(hn::ConvertTo(df, high), d), df, y + 16 + j);
       }
@@ -73,8 +74,7 @@ struct CodecQ5_0 {
  private:
   // quantize_row_q5_0_ref for one block: levels are (int8_t)(x * id + 16.5) capped at 31.
   template <class DF>
-  static HWY_INLINE void QuantizeBlock(DF df, const float* HWY_RESTRICT xb,
-                                       Block* HWY_RESTRICT y) {
+  static HWY_INLINE void QuantizeBlock(DF df, const float* HWY_RESTRICT xb, Block* HWY_RESTRICT y) {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     const float max = FirstLargestMagnitude(df, xb);
@@ -89,8 +89,10 @@ struct CodecQ5_0 {
     for (size_t j = 0; j < 16; j += N) {
       const auto x0 = hn::Mul(hn::LoadU(df, xb + j), vid);
       const auto x1 = hn::Mul(hn::LoadU(df, xb + 16 + j), vid);
-      const auto q0 = hn::And(hn::Min(cap, LowByteSigned(di, TruncateLikeX86(df, hn::Add(x0, bias)))), byte);
-      const auto q1 = hn::And(hn::Min(cap, LowByteSigned(di, TruncateLikeX86(df, hn::Add(x1, bias)))), byte);
+      const auto q0 =
+          hn::And(hn::Min(cap, LowByteSigned(di, TruncateLikeX86(df, hn::Add(x0, bias)))), byte);
+      const auto q1 =
+          hn::And(hn::Min(cap, LowByteSigned(di, TruncateLikeX86(df, hn::Add(x1, bias)))), byte);
       const auto nibble = hn::Set(di, 0x0F);
       StoreBytes(di, hn::Or(hn::And(q0, nibble), hn::ShiftLeft<4>(hn::And(q1, nibble))), y->qs + j);
       qh |= FifthBits(di, q0) << j;

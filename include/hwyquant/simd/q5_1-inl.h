@@ -43,7 +43,8 @@ struct CodecQ5_1 {
                           for (size_t lane = 0; lane < count; ++lane) {
                             y[lane].d = F32ToF16(b.scale[lane]);
                             y[lane].m = F32ToF16(-b.the_min[lane]);
-                            CodecQ5_0::PackFiveBitLevels(b.levels + lane, N, y[lane].qs, y[lane].qh);
+                            CodecQ5_0::PackFiveBitLevels(b.levels + lane, N, y[lane].qs,
+                                                         y[lane].qh);
                           }
                         });
   }
@@ -74,8 +75,7 @@ struct CodecQ5_1 {
  private:
   // quantize_row_q5_1_ref for one block: levels are (uint8_t)((x - min) * id + 0.5), uncapped.
   template <class DF>
-  static HWY_INLINE void QuantizeBlock(DF df, const float* HWY_RESTRICT xb,
-                                       Block* HWY_RESTRICT y) {
+  static HWY_INLINE void QuantizeBlock(DF df, const float* HWY_RESTRICT xb, Block* HWY_RESTRICT y) {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     float min, max;

@@ -63,12 +63,14 @@ struct Q5KCodec {
       for (int k = 0; k < 4; ++k) {
         const auto l1 = hn::LoadU(d8, L + 64 * k + j);
         const auto l2 = hn::LoadU(d8, L + 64 * k + 32 + j);
-        hn::StoreU(hn::Or(hn::And(l1, low_nibble), hn::ShiftLeft<4>(hn::And(l2, low_nibble))),
-                   d8, qs + 32 * k + j);
-        high_bits = hn::Or(high_bits, hn::IfThenElseZero(hn::Gt(l1, low_nibble),
-                                                         hn::Set(d8, static_cast<uint8_t>(1u << (2 * k)))));
-        high_bits = hn::Or(high_bits, hn::IfThenElseZero(hn::Gt(l2, low_nibble),
-                                                         hn::Set(d8, static_cast<uint8_t>(2u << (2 * k)))));
+        hn::StoreU(hn::Or(hn::And(l1, low_nibble), hn::ShiftLeft<4>(hn::And(l2, low_nibble))), d8,
+                   qs + 32 * k + j);
+        high_bits =
+            hn::Or(high_bits, hn::IfThenElseZero(hn::Gt(l1, low_nibble),
+                                                 hn::Set(d8, static_cast<uint8_t>(1u << (2 * k)))));
+        high_bits =
+            hn::Or(high_bits, hn::IfThenElseZero(hn::Gt(l2, low_nibble),
+                                                 hn::Set(d8, static_cast<uint8_t>(2u << (2 * k)))));
       }
       hn::StoreU(high_bits, d8, qh + j);
     }
@@ -76,8 +78,7 @@ struct Q5KCodec {
 
   // Expands n weights: d * scale * (low nibble + 16 * high bit) - dmin * min.
   template <class DF>
-  static void DequantizeRow(DF df, const Block* HWY_RESTRICT x, float* HWY_RESTRICT y,
-                            int64_t n) {
+  static void DequantizeRow(DF df, const Block* HWY_RESTRICT x, float* HWY_RESTRICT y, int64_t n) {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     const int64_t nb = n / kSuperBlock;

@@ -86,7 +86,8 @@ struct Q6KCodec {
         const float iscale = -128.f / max_scale;
         b.d = F32ToF16(1 / iscale);
         for (int ib = 0; ib < kGroups; ++ib) {
-          b.scales[ib] = static_cast<int8_t>(std::min(127, ::hwyquant::NearestInt(iscale * sc[ib])));
+          b.scales[ib] =
+              static_cast<int8_t>(std::min(127, ::hwyquant::NearestInt(iscale * sc[ib])));
         }
         const float d_all = F16ToF32(b.d);
         for (int j = 0; j < kGroups; ++j) {
@@ -97,8 +98,8 @@ struct Q6KCodec {
           }
           const V vd = hn::Set(df, d);
           for (size_t k = 0; k < 16; k += N) {
-            const auto l = KClamp(di, NearestInt(df, hn::Div(hn::LoadU(df, xs + 16 * j + k), vd)),
-                                  -32, 31);
+            const auto l =
+                KClamp(di, NearestInt(df, hn::Div(hn::LoadU(df, xs + 16 * j + k), vd)), -32, 31);
             KStoreLevels(di, hn::Add(l, hn::Set(di, 32)), Lb + 16 * j + k);
           }
         }
@@ -112,9 +113,9 @@ struct Q6KCodec {
             const uint8_t q4 = Lb[j + l + 96] & 0xF;
             ql[l + 0] = static_cast<uint8_t>(q1 | (q3 << 4));
             ql[l + 32] = static_cast<uint8_t>(q2 | (q4 << 4));
-            qh[l] = static_cast<uint8_t>((Lb[j + l] >> 4) | ((Lb[j + l + 32] >> 4) << 2) |
-                                         ((Lb[j + l + 64] >> 4) << 4) |
-                                         ((Lb[j + l + 96] >> 4) << 6));
+            qh[l] =
+                static_cast<uint8_t>((Lb[j + l] >> 4) | ((Lb[j + l + 32] >> 4) << 2) |
+                                     ((Lb[j + l + 64] >> 4) << 4) | ((Lb[j + l + 96] >> 4) << 6));
           }
           ql += 64;
           qh += 32;
@@ -125,8 +126,7 @@ struct Q6KCodec {
 
   // Expands n weights: (d * scale) * (q - 32), in ggml's order.
   template <class DF>
-  static void DequantizeRow(DF df, const Block* HWY_RESTRICT x, float* HWY_RESTRICT y,
-                            int64_t n) {
+  static void DequantizeRow(DF df, const Block* HWY_RESTRICT x, float* HWY_RESTRICT y, int64_t n) {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     const int64_t nb = n / kSuperBlock;
@@ -145,8 +145,8 @@ struct Q6KCodec {
           const auto lo = KLoadBytes(di, ql + l);
           const auto lo2 = KLoadBytes(di, ql + 32 + l);
           const auto hi = KLoadBytes(di, qh + l);
-          const auto q1 = hn::Sub(
-              hn::Or(hn::And(lo, low_nibble), hn::ShiftLeft<4>(hn::And(hi, three))), bias);
+          const auto q1 =
+              hn::Sub(hn::Or(hn::And(lo, low_nibble), hn::ShiftLeft<4>(hn::And(hi, three))), bias);
           const auto q2 = hn::Sub(hn::Or(hn::And(lo2, low_nibble),
                                          hn::ShiftLeft<4>(hn::And(hn::ShiftRight<2>(hi), three))),
                                   bias);

@@ -1,8 +1,8 @@
 // SIMD q8_0 codec: symmetric 8-bit blocks, bit-identical to reference/q8_0.h on every target.
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <math.h>
 #include <string.h>
 
 #include "hwyquant/format.h"
@@ -55,8 +55,7 @@ struct CodecQ8_0 {
   // quantize_row_q8_0_ref for one block. amax folds MAX(amax, |x|), in which a NaN wins only
   // until the next element; blocks holding a NaN take that fold literally, others reduce freely.
   template <class DF>
-  static HWY_INLINE void QuantizeBlock(DF df, const float* HWY_RESTRICT xb,
-                                       Block* HWY_RESTRICT y) {
+  static HWY_INLINE void QuantizeBlock(DF df, const float* HWY_RESTRICT xb, Block* HWY_RESTRICT y) {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     auto vamax = hn::Zero(df);
