@@ -7,6 +7,7 @@ set -euo pipefail
 default_packages=(
   build-essential cmake ninja-build pkg-config python3
   clang libclang-rt-14-dev            # libFuzzer and sanitizers
+  clang-format                        # scripts/check-format.sh
   libhwy-dev catch2 libeigen3-dev xtensor-dev nlohmann-json3-dev
   libssl-dev libcurl4-openssl-dev libcpp-httplib-dev libcli11-dev libsqlite3-dev
   libyaml-cpp-dev
