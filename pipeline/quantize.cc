@@ -55,10 +55,12 @@ void SetKvLast(std::vector<GgufKv>& kv, const std::string& key, GgufValue value)
 // llama-quantize --prune-layers: drops the tensors of the listed layers (sorted, unique) and
 // renumbers the layers met after the first pruned one consecutively, in `order`, as llama's
 // remap_layer does. Returns what is left of `order`; sets output names in `names` (by source
-// index) and, in *block_count, the layer count to write.
+// index) and, in *block_count, the layer count to write; listed layers that no tensor has go
+// to *absent (llama-quantize ignores them silently).
 std::vector<size_t> PruneLayers(const std::vector<TensorDescriptor>& tensors,
                                 const std::vector<size_t>& order, const std::vector<int>& prune,
-                                std::vector<std::string>& names, int* block_count) {
+                                std::vector<std::string>& names, int* block_count,
+                                std::vector<int>* absent) {
   std::map<int, std::string> mapped;  // old layer -> new number, "" when pruned
   int next_id = 0;
   std::vector<size_t> kept;
@@ -100,6 +102,9 @@ std::vector<size_t> PruneLayers(const std::vector<TensorDescriptor>& tensors,
     kept.push_back(index);
   }
   *block_count = next_id;
+  for (int layer : prune) {
+    if (mapped.count(layer) == 0) absent->push_back(layer);
+  }
   return kept;
 }
 
@@ -323,7 +328,12 @@ QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& 
   for (size_t i = 0; i < tensors.size(); ++i) names[i] = tensors[i].name;
   int pruned_block_count = 0;
   if (!options.prune_layers.empty()) {
-    order = PruneLayers(tensors, order, options.prune_layers, names, &pruned_block_count);
+    std::vector<int> absent;
+    order = PruneLayers(tensors, order, options.prune_layers, names, &pruned_block_count, &absent);
+    for (int layer : absent) {
+      plan.warnings.push_back("--prune-layers: " + model + " has no layer " +
+                              std::to_string(layer) + ", so nothing was pruned for it");
+    }
   }
   if (options.keep_split) {
     // --keep-split: the input's own order, split by split, which the type choice then follows.

@@ -95,7 +95,8 @@ int ParseThreads(const std::string& text) {
   char* end = nullptr;
   const long value = std::strtol(text.c_str(), &end, 10);
   if (text.empty() || *end != '\0' || value < -4096 || value > 4096) {
-    throw Error("invalid thread count '" + text + "'");
+    throw Error("invalid thread count '" + text +
+                "': expected a whole number up to 4096 (0 or less means every core)");
   }
   return static_cast<int>(std::max(0L, value));
 }

@@ -1016,6 +1016,13 @@ TEST_CASE("quantize --prune-layers drops layers and renumbers the rest", "[quant
     CHECK(TensorSha(*pruned, i) == TensorSha(*full, static_cast<size_t>(j)));
   }
   std::string err;
+  // A layer the model does not have is ignored, as by llama-quantize, but with a warning.
+  const std::string extra = dir.path() + "/extra.gguf";
+  CHECK(RunCli("quantize --imatrix '" + options.imatrix_path + "' --prune-layers 3,1,7 '" + in +
+                   "' '" + extra + "' q4_0",
+               dir.path(), err) == 0);
+  CHECK_THAT(err, Catch::Contains("--prune-layers: " + in + " has no layer 7"));
+  CHECK(test::ReadFileBytes(extra) == test::ReadFileBytes(out));
   CHECK(RunCli("quantize --prune-layers 1,x '" + in + "' '" + out + "' q4_0", dir.path(), err) ==
         1);
   CHECK_THAT(err, Catch::Contains("--prune-layers '1,x': invalid layer number 'x'"));
