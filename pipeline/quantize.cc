@@ -374,7 +374,15 @@ QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& 
   }
   // The type choice sees the model's own layer count, as llama-quantize's hparams do.
   ModelShape shape;
-  if (!preset->copy_only) shape = ModelShape::FromMetadata(plan.kv, model);
+  if (!preset->copy_only) {
+    try {
+      shape = ModelShape::FromMetadata(plan.kv, model);
+    } catch (const Error& e) {
+      if (options.kv_overrides.empty()) throw;
+      ModelShape::FromMetadata(source.Metadata(), model);  // the file's own fault comes first
+      throw Error("--override-kv breaks the model's metadata: " + std::string(e.what()));
+    }
+  }
   if (!options.prune_layers.empty()) {
     const GgufValue* arch = FindKv(plan.kv, "general.architecture");
     if (arch == nullptr || arch->type() != GgufType::kString) {

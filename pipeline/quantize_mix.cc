@@ -124,10 +124,20 @@ uint32_t FileTypeOfTensorType(Type type) {
   }
 }
 
+// The unsigned value of metadata key `key`; any other kind of value is an error naming the key.
+uint64_t UnsignedOf(const GgufValue& value, const std::string& key) {
+  try {
+    return value.AsUInt();
+  } catch (const Error& e) {
+    throw Error(key + ": " + e.what());
+  }
+}
+
 // Per-layer hyperparameters may be arrays; llama's n_head() is layer 0's value.
 uint32_t FirstOfScalarOrArray(const GgufValue& value, const std::string& key) {
-  const GgufValue first = value.type() == GgufType::kArray ? value.Element(0) : value;
-  const uint64_t count = first.AsUInt();
+  const bool array = value.type() == GgufType::kArray;
+  if (array && value.array_size() == 0) throw Error(key + " is an empty array");
+  const uint64_t count = UnsignedOf(array ? value.Element(0) : value, key);
   if (count > UINT32_MAX) throw Error(key + " value " + std::to_string(count) + " is too large");
   return static_cast<uint32_t>(count);
 }
@@ -172,7 +182,7 @@ ModelShape ModelShape::FromMetadata(const std::vector<GgufKv>& kv, const std::st
   try {
     const GgufValue* blocks = FindKv(kv, prefix + "block_count");
     if (blocks == nullptr) throw Error("missing " + prefix + "block_count");
-    const uint64_t n_layer = blocks->AsUInt();
+    const uint64_t n_layer = UnsignedOf(*blocks, prefix + "block_count");
     if (n_layer > 100000)
       throw Error(prefix + "block_count " + std::to_string(n_layer) + " is absurd");
     shape.n_layer = static_cast<int>(n_layer);
@@ -184,7 +194,7 @@ ModelShape ModelShape::FromMetadata(const std::vector<GgufKv>& kv, const std::st
       shape.n_head_kv = FirstOfScalarOrArray(*v, prefix + "attention.head_count_kv");
     }
     if (const GgufValue* v = FindKv(kv, prefix + "expert_count")) {
-      shape.n_expert = static_cast<uint32_t>(v->AsUInt());
+      shape.n_expert = static_cast<uint32_t>(UnsignedOf(*v, prefix + "expert_count"));
     }
   } catch (const Error& e) {
     throw Error(model_name + ": bad model metadata: " + e.what());

@@ -478,6 +478,18 @@ TEST_CASE("quantize options change types as llama-quantize's do", "[quantize]") 
     CHECK_THROWS_WITH(ParseKvOverride("x=double:1"), Catch::Contains("int, float, bool or str"));
     CHECK_THROWS_WITH(ParseKvOverride("x=bool:yes"), Catch::Contains("true or false"));
     CHECK_THROWS_WITH(ParseKvOverride("novalue"), Catch::Contains("KEY=TYPE:VALUE"));
+    // An override that the type choice cannot read is blamed on the override, naming the key,
+    // and leaves no output.
+    std::remove(out.c_str());
+    options.kv_overrides = {ParseKvOverride("llama.block_count=str:six")};
+    CHECK_THROWS_WITH(Quantize(synth->Model("pub_odd"), out, options),
+                      Catch::Contains("--override-kv breaks the model's metadata") &&
+                          Catch::Contains("llama.block_count: GGUF value of type string"));
+    options.kv_overrides = {ParseKvOverride("general.architecture=int:1")};
+    CHECK_THROWS_WITH(Quantize(synth->Model("pub_odd"), out, options),
+                      Catch::Contains("--override-kv breaks the model's metadata") &&
+                          Catch::Contains("no general.architecture string"));
+    CHECK_FALSE(test::FileExists(out));
   }
   SECTION("COPY keeps every tensor and records the input's file type") {
     QuantizeOptions options;
