@@ -219,6 +219,11 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
   if (path_.empty() || path_.back() == '/') {
     throw Error("cannot write '" + path_ + "': not a file name");
   }
+  // rename() would refuse a directory only after all the work; say so before any is done.
+  struct stat existing;
+  if (::stat(path_.c_str(), &existing) == 0 && S_ISDIR(existing.st_mode)) {
+    throw Error("cannot write '" + path_ + "': it is a directory");
+  }
   std::string pattern = DirectoryOf(path_) + "/." + BaseNameOf(path_) + ".tmp-XXXXXX";
   std::vector<char> name(pattern.begin(), pattern.end());
   name.push_back('\0');

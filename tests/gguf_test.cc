@@ -338,6 +338,17 @@ TEST_CASE("OutputFile reports an unwritable directory naming the file", "[output
   }
 }
 
+TEST_CASE("OutputFile refuses a directory or a name ending in / before anything is written",
+          "[output_file]") {
+  TempDir dir;
+  const std::string sub = dir.path() + "/sub";
+  REQUIRE(::mkdir(sub.c_str(), 0755) == 0);
+  CHECK_THROWS_WITH(OutputFile(sub),
+                    Catch::Contains("cannot write '" + sub + "': it is a directory"));
+  CHECK_THROWS_WITH(OutputFile(sub + "/"), Catch::Contains("not a file name"));
+  CHECK(dir.Entries() == std::vector<std::string>{"sub"});  // no temporary left beside it
+}
+
 TEST_CASE("OutputFile turns RLIMIT_FSIZE into an Error and removes the temporary",
           "[output_file]") {
   // On ext4 a direct write past the limit fails with EINVAL and the file falls back to buffered
