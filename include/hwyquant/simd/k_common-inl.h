@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "hwyquant/format.h"
 #include "hwyquant/half.h"
@@ -185,15 +186,38 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt, const float*
     V sum_l = zero, sum_l2 = zero, sum_xl = zero;
     if (hn::AllFalse(df, hn::AndNot(in_range, live))) {
       const V vnmax = hn::Set(df, static_cast<float>(nmax));
-      for (int i = 0; i < kGroup; ++i) {
-        const V x = hn::Load(df, xt + i * N);
-        const V w = hn::Load(df, wt + i * N);
-        const V lf = hn::Min(hn::Max(hn::Round(hn::Mul(iscale, hn::Sub(x, min))), zero), vnmax);
-        hn::Store(lf, df, laux + i * N);
-        const V wl = hn::Mul(w, lf);
-        sum_l = hn::Add(sum_l, wl);
-        sum_l2 = hn::Add(sum_l2, hn::Mul(wl, lf));
-        sum_xl = hn::Add(sum_xl, hn::Mul(wl, x));
+      // A clamp that binds in no live lane is skipped: the search is bound by the adder ports,
+      // and clamps are a fifth of its adds. With iscale > 0, x <= max and monotonic rounding,
+      // iscale * (max - min) bounds every product from above; if it is below nmax + 0.5 no level
+      // exceeds nmax. If min <= data_min, every x - min and product is >= +0 (never -0).
+      const bool positive_scale = numerator > 0.0f;
+      const bool clamp_high =
+          !positive_scale ||
+          !hn::AllFalse(
+              df, hn::AndNot(hn::Lt(hn::Mul(iscale, hn::Sub(max, min)), hn::Set(df, nmax + 0.5f)),
+                             live));
+      const bool clamp_low =
+          !positive_scale || !hn::AllFalse(df, hn::AndNot(hn::Le(min, data_min), live));
+      const auto search = [&](auto high, auto low) {
+        for (int i = 0; i < kGroup; ++i) {
+          const V x = hn::Load(df, xt + i * N);
+          const V w = hn::Load(df, wt + i * N);
+          V lf = hn::Round(hn::Mul(iscale, hn::Sub(x, min)));
+          if (decltype(low)::value) lf = hn::Max(lf, zero);
+          if (decltype(high)::value) lf = hn::Min(lf, vnmax);
+          hn::Store(lf, df, laux + i * N);
+          const V wl = hn::Mul(w, lf);
+          sum_l = hn::Add(sum_l, wl);
+          sum_l2 = hn::Add(sum_l2, hn::Mul(wl, lf));
+          sum_xl = hn::Add(sum_xl, hn::Mul(wl, x));
+        }
+      };
+      using Yes = std::true_type;
+      using No = std::false_type;
+      if (clamp_high) {
+        clamp_low ? search(Yes(), Yes()) : search(Yes(), No());
+      } else {
+        clamp_low ? search(No(), Yes()) : search(No(), No());
       }
     } else {
       for (int i = 0; i < kGroup; ++i) {
@@ -275,6 +299,7 @@ HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int nmax, const float* HWY_RESTRICT 
   const bool float_levels = hn::AllFalse(df, hn::AndNot(all_zero, non_finite));
   const V lowest = hn::Set(df, static_cast<float>(-nmax));
   const V highest = hn::Set(df, static_cast<float>(nmax - 1));
+  const auto live = hn::Not(all_zero);
   const auto sums = [&](V iscale, V* sumlx, V* suml2) {
     const auto accumulate = [&](auto level) {
       V lx = zero, l2 = zero;
@@ -287,8 +312,30 @@ HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int nmax, const float* HWY_RESTRICT 
       *suml2 = l2;
     };
     if (float_levels) {
-      accumulate(
-          [&](V x) { return hn::Min(hn::Max(hn::Round(hn::Mul(iscale, x)), lowest), highest); });
+      // The search is bound by the adder ports, where the clamps are two of five operations,
+      // and most scales tried cannot reach one bound or either: |iscale * x| is at most
+      // top = |iscale * max| (monotonic rounding, |x| <= |max|), so below nmax - 0.5 no level
+      // passes nmax - 1 and below nmax + 0.5 none passes -nmax. All-zero lanes are discarded.
+      const V top = hn::Abs(hn::Mul(iscale, max));
+      const auto binds = [&](float bound) {
+        return !hn::AllFalse(df, hn::AndNot(hn::Lt(top, hn::Set(df, bound)), live));
+      };
+      const auto rounded = [&](auto low, auto high) {
+        return [&, low, high](V x) {
+          V l = hn::Round(hn::Mul(iscale, x));
+          if (decltype(low)::value) l = hn::Max(l, lowest);
+          if (decltype(high)::value) l = hn::Min(l, highest);
+          return l;
+        };
+      };
+      using Yes = std::true_type;
+      using No = std::false_type;
+      const float n = static_cast<float>(nmax);
+      if (!binds(n + 0.5f)) {
+        binds(n - 0.5f) ? accumulate(rounded(No(), Yes())) : accumulate(rounded(No(), No()));
+      } else {
+        accumulate(rounded(Yes(), Yes()));
+      }
     } else {
       accumulate([&](V x) {
         return hn::ConvertTo(df, KClamp(di, NearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
