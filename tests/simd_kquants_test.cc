@@ -399,6 +399,33 @@ TEST_CASE("SIMD K-quants match the reference on random inputs on every target", 
   });
 }
 
+// All-negative groups of small values with a few large ones, weighted over 12 decades: the
+// least-squares fit in make_qkx2/qkx3_quants can then put the group's min above its max (a min
+// clamped to 0 over negative data), which flips the sign of later scales tried.
+TEST_CASE("SIMD K-quants match the reference where a fitted min lies above the group's max",
+          "[simd][kquants]") {
+  test::ForEachHwyTarget([&](const char* target) {
+    for (uint64_t seed = 1; seed <= 40; ++seed) {
+      test::Rng rng(seed * 104729);
+      const int64_t n_per_row = 8 * kSuperBlock;
+      std::vector<float> src(static_cast<size_t>(n_per_row));
+      std::vector<float> imatrix(src.size());
+      for (size_t i = 0; i < src.size(); ++i) {
+        const float u = std::fabs(rng.UniformSigned());
+        src[i] = i % 7 == 0 ? -10.0f * u : -0.01f * u;
+        // About 10^-6 to 10^6: a power of two from 2^-20 to 2^20 times a factor in [0.5, 1.5).
+        const int exponent = static_cast<int>(rng.Next() % 41) - 20;
+        imatrix[i] = std::ldexp(0.5f + std::fabs(rng.UniformSigned()), exponent);
+      }
+      const std::string what = "seed " + std::to_string(seed);
+      for (Type type : kKTypes) {
+        CheckAgainstReference(target, type, src, 1, n_per_row, nullptr, what, 0);
+        CheckAgainstReference(target, type, src, 1, n_per_row, imatrix.data(), what, 0);
+      }
+    }
+  });
+}
+
 TEST_CASE("SIMD K-quants handle all-zero, constant and extreme super-blocks", "[simd][kquants]") {
   const float kConstants[] = {0.0f, -0.0f, 0.125f, -3.0f, 1e-16f, 1e-38f, 65504.0f, 1e38f};
   test::ForEachHwyTarget([&](const char* target) {

@@ -186,19 +186,16 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt, const float*
     V sum_l = zero, sum_l2 = zero, sum_xl = zero;
     if (hn::AllFalse(df, hn::AndNot(in_range, live))) {
       const V vnmax = hn::Set(df, static_cast<float>(nmax));
-      // A clamp that binds in no live lane is skipped: the search is bound by the adder ports,
-      // and clamps are a fifth of its adds. With iscale > 0, x <= max and monotonic rounding,
-      // iscale * (max - min) bounds every product from above; if it is below nmax + 0.5 no level
-      // exceeds nmax. If min <= data_min, every x - min and product is >= +0 (never -0).
-      const bool positive_scale = numerator > 0.0f;
-      const bool clamp_high =
-          !positive_scale ||
-          !hn::AllFalse(
-              df, hn::AndNot(hn::Lt(hn::Mul(iscale, hn::Sub(max, min)), hn::Set(df, nmax + 0.5f)),
-                             live));
+      // A clamp that binds in no live lane is skipped (3-7% faster, README). Where iscale > 0
+      // (a min fitted above max would make it negative), x <= max and rounding is monotonic,
+      // iscale * (max - min) bounds every product from above, and below nmax + 0.5 no level
+      // exceeds nmax; if also min <= data_min, every x - min and product is >= +0 (never -0).
+      const auto positive = hn::Gt(iscale, zero);
+      const auto top_fits = hn::Lt(hn::Mul(iscale, hn::Sub(max, min)), hn::Set(df, nmax + 0.5f));
+      const bool clamp_high = !hn::AllFalse(df, hn::AndNot(hn::And(positive, top_fits), live));
       const bool clamp_low =
-          !positive_scale || !hn::AllFalse(df, hn::AndNot(hn::Le(min, data_min), live));
-      const auto search = [&](auto high, auto low) {
+          !hn::AllFalse(df, hn::AndNot(hn::And(positive, hn::Le(min, data_min)), live));
+      const auto search = [&](auto low, auto high) {
         for (int i = 0; i < kGroup; ++i) {
           const V x = hn::Load(df, xt + i * N);
           const V w = hn::Load(df, wt + i * N);
@@ -215,9 +212,9 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt, const float*
       using Yes = std::true_type;
       using No = std::false_type;
       if (clamp_high) {
-        clamp_low ? search(Yes(), Yes()) : search(Yes(), No());
+        clamp_low ? search(Yes(), Yes()) : search(No(), Yes());
       } else {
-        clamp_low ? search(No(), Yes()) : search(No(), No());
+        clamp_low ? search(Yes(), No()) : search(No(), No());
       }
     } else {
       for (int i = 0; i < kGroup; ++i) {
@@ -312,10 +309,10 @@ HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int nmax, const float* HWY_RESTRICT 
       *suml2 = l2;
     };
     if (float_levels) {
-      // The search is bound by the adder ports, where the clamps are two of five operations,
-      // and most scales tried cannot reach one bound or either: |iscale * x| is at most
-      // top = |iscale * max| (monotonic rounding, |x| <= |max|), so below nmax - 0.5 no level
-      // passes nmax - 1 and below nmax + 0.5 none passes -nmax. All-zero lanes are discarded.
+      // Most scales tried cannot reach one bound or either, and skipping a clamp that binds in
+      // no live lane measured 3-7% faster (README): |iscale * x| is at most top = |iscale * max|
+      // (monotonic rounding, |x| <= |max|), so below nmax - 0.5 no level passes nmax - 1 and
+      // below nmax + 0.5 none passes -nmax. All-zero lanes are discarded.
       const V top = hn::Abs(hn::Mul(iscale, max));
       const auto binds = [&](float bound) {
         return !hn::AllFalse(df, hn::AndNot(hn::Lt(top, hn::Set(df, bound)), live));
