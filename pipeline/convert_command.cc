@@ -1,7 +1,6 @@
 // `hwyquant convert` (safetensors folder -> GGUF, as convert_hf_to_gguf.py) and
 // `hwyquant run` (convert and quantize in one streaming pass, no intermediate
 // file).
-#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -11,6 +10,7 @@
 #include "hwyquant/hwyquant.h"
 #include "pipeline/convert.h"
 #include "pipeline/fetch_command.h"
+#include "pipeline/paths.h"
 #include "pipeline/progress_json.h"
 #include "pipeline/quantize.h"
 #include "pipeline/quantize_progress.h"
@@ -38,11 +38,6 @@ struct RunArgs {
   HubCliOptions hub;           // used when SRC is a Hub id (ORG/NAME[@REV])
 };
 
-bool IsDirectory(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 std::string Basename(std::string path) {
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   const size_t slash = path.rfind('/');
@@ -55,7 +50,7 @@ void RunConvert(const ConvertArgs& args) {
     throw Error("convert: unknown --outtype '" + args.outtype +
                 "' (known: auto, f32, f16, bf16, q8_0)");
   }
-  if (!IsDirectory(args.input)) {
+  if (!PathIsDirectory(args.input)) {
     throw Error("convert: '" + args.input + "' is not a Hugging Face model folder");
   }
   HfModelSource source(args.input, ConvertOptions{*outtype, false, ""});
@@ -78,7 +73,7 @@ void RunRun(const RunArgs& args) {
   const std::string local_source =
       ResolveModelSource(args.source, args.hub, args.progress_json ? &download_sink : nullptr);
   std::unique_ptr<ModelSource> source;
-  if (IsDirectory(local_source)) {
+  if (PathIsDirectory(local_source)) {
     ConvertOptions options;
     options.source_precision = args.from_source;
     // A Hub snapshot folder is named by commit: name the model after the repo.

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "hwyquant/format.h"
+#include "pipeline/paths.h"
 
 namespace hwyquant::hf {
 namespace {
@@ -208,14 +209,10 @@ std::string RepoCache::RefPath(const std::string& revision) const {
   return repo_dir_ + "/refs/" + revision;
 }
 
-bool RepoCache::HasBlob(const std::string& etag) const {
-  struct stat st;
-  return ::stat(BlobPath(etag).c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
+bool RepoCache::HasBlob(const std::string& etag) const { return PathIsFile(BlobPath(etag)); }
 
 bool RepoCache::HasSnapshotFile(const std::string& commit, const std::string& path) const {
-  struct stat st;
-  return ::stat(SnapshotFile(commit, path).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  return PathIsFile(SnapshotFile(commit, path));
 }
 
 std::optional<std::string> RepoCache::ReadRef(const std::string& revision) const {

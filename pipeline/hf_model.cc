@@ -2,8 +2,6 @@
 // heuristics.
 #include "pipeline/hf_model.h"
 
-#include <sys/stat.h>
-
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +13,7 @@
 
 #include "hwyquant/format.h"
 #include "pipeline/model_card.h"
+#include "pipeline/paths.h"
 #include "pipeline/text.h"
 #include "pipeline/tokenizer.h"
 
@@ -36,16 +35,6 @@ Json LoadJsonFile(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": not valid JSON: " + e.what());
   }
-}
-
-bool PathIsFile(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-bool PathIsDirectory(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 std::optional<Json> LoadJsonFileIfExists(const std::string& path) {

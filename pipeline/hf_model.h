@@ -24,8 +24,6 @@ std::string ReadTextFile(const std::string& path);
 Json LoadJsonFile(const std::string& path);
 // nullopt when the file does not exist.
 std::optional<Json> LoadJsonFileIfExists(const std::string& path);
-bool PathIsFile(const std::string& path);
-bool PathIsDirectory(const std::string& path);
 
 // Python truthiness of a JSON value (null, false, 0, "", [] and {} are false).
 bool JsonTruthy(const Json& value);

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "hwyquant/format.h"
+#include "pipeline/paths.h"
 
 namespace hwyquant {
 namespace {
@@ -220,8 +221,7 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
     throw Error("cannot write '" + path_ + "': not a file name");
   }
   // rename() would refuse a directory only after all the work; say so before any is done.
-  struct stat existing;
-  if (::stat(path_.c_str(), &existing) == 0 && S_ISDIR(existing.st_mode)) {
+  if (PathIsDirectory(path_)) {
     throw Error("cannot write '" + path_ + "': it is a directory");
   }
   std::string pattern = DirectoryOf(path_) + "/." + BaseNameOf(path_) + ".tmp-XXXXXX";

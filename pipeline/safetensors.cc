@@ -18,6 +18,7 @@
 #include <unordered_set>
 
 #include "hwyquant/format.h"
+#include "pipeline/paths.h"
 
 namespace hwyquant {
 namespace {
@@ -321,11 +322,6 @@ void SafetensorsFile::ReleasePages(const StTensor& tensor) const {
 
 namespace {
 
-bool IsRegularFile(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
 std::vector<std::string> ListModelShards(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) Fail(dir, std::string("cannot open directory: ") + std::strerror(errno));
@@ -349,7 +345,7 @@ SafetensorsModel::SafetensorsModel(const std::string& dir) {
   const std::string index_path = dir + "/model.safetensors.index.json";
   std::vector<std::string> shard_names;
   std::map<std::string, std::string> weight_map;
-  const bool has_index = IsRegularFile(index_path);
+  const bool has_index = PathIsFile(index_path);
   if (has_index) {
     std::ifstream in(index_path, std::ios::binary);
     std::stringstream buffer;
@@ -388,7 +384,7 @@ SafetensorsModel::SafetensorsModel(const std::string& dir) {
   std::map<std::string, std::string> seen;  // tensor name -> shard, to reject duplicates
   for (const std::string& shard : shard_names) {
     const std::string path = dir + "/" + shard;
-    if (has_index && !IsRegularFile(path)) {
+    if (has_index && !PathIsFile(path)) {
       Fail(index_path, "names shard " + Quoted(shard) + ", which is missing from " + dir);
     }
     files_.push_back(std::make_unique<SafetensorsFile>(path));

@@ -11,6 +11,7 @@
 
 #include "hwyquant/format.h"
 #include "pipeline/hf_model.h"
+#include "pipeline/paths.h"
 
 namespace hwyquant {
 namespace {
