@@ -199,6 +199,16 @@ std::function<void()> MakeOp(Workload& w, Type type, const std::string& op, int 
   };
 }
 
+// The bytes the last run of op left: the quantized rows, or the dequantized floats.
+std::vector<uint8_t> OutputOf(const Workload& w, Type type, const std::string& op) {
+  const uint8_t* begin =
+      op == "dequantize" ? reinterpret_cast<const uint8_t*>(w.output.data()) : w.quantized.data();
+  const size_t size = op == "dequantize"
+                          ? w.output.size() * sizeof(float)
+                          : RowSize(type, w.n_per_row) * static_cast<size_t>(w.nrows);
+  return std::vector<uint8_t>(begin, begin + size);
+}
+
 int Run(const Options& options) {
   Workload w = MakeWorkload(options.quick);
   const double weights = static_cast<double>(w.nrows * w.n_per_row);
@@ -221,8 +231,11 @@ int Run(const Options& options) {
   }
   if (targets.empty()) Usage("no selected target is supported by this CPU");
 
-  // The reference once per type x op x threads; valid quantized bytes for dequantize first.
+  // The reference once per type x op x threads; valid quantized bytes for dequantize first. Its
+  // output is kept, and every kernel measured must reproduce it, so that a wrong kernel cannot
+  // report a throughput.
   std::map<std::string, double> reference_rate;
+  std::map<std::string, std::vector<uint8_t>> reference_output;
   for (const Type type : types) {
     for (const char* op : kOps) {
       for (const int threads : thread_counts) {
@@ -234,10 +247,13 @@ int Run(const Options& options) {
             std::string(TypeName(type)) + "/" + op + "/" + std::to_string(threads);
         reference_rate[key] = MeasureWeightsPerSecond(MakeOp(w, type, op, threads, true), weights,
                                                       min_seconds, threads == 1, repetitions);
+        if (threads == 1)
+          reference_output[std::string(TypeName(type)) + "/" + op] = OutputOf(w, type, op);
       }
     }
   }
 
+  int mismatches = 0;
   if (!options.json) {
     printf("%-8s %-6s %-17s %7s %12s %9s %9s\n", "target", "type", "op", "threads", "Mweights/s",
            "GB/s_f32", "speedup");
@@ -253,6 +269,20 @@ int Run(const Options& options) {
           }
           const double rate = MeasureWeightsPerSecond(MakeOp(w, type, op, threads, false), weights,
                                                       min_seconds, threads == 1, repetitions);
+          const std::vector<uint8_t> output = OutputOf(w, type, op);
+          const std::vector<uint8_t>& expected =
+              reference_output[std::string(TypeName(type)) + "/" + op];
+          if (output != expected) {
+            const size_t at = static_cast<size_t>(
+                std::mismatch(output.begin(), output.end(), expected.begin()).first -
+                output.begin());
+            fprintf(stderr,
+                    "hwyquant-bench: %s %s %s on %d thread(s) differs from the reference at "
+                    "byte %zu of %zu (row %zu)\n",
+                    target_name, TypeName(type), op, threads, at, output.size(),
+                    at / (output.size() / static_cast<size_t>(w.nrows)));
+            mismatches++;
+          }
           const std::string key =
               std::string(TypeName(type)) + "/" + op + "/" + std::to_string(threads);
           const double speedup = rate / reference_rate[key];
@@ -271,7 +301,7 @@ int Run(const Options& options) {
     }
   }
   hwy::SetSupportedTargetsForTest(0);
-  return 0;
+  return mismatches == 0 ? 0 : 1;
 }
 
 }  // namespace
