@@ -62,6 +62,25 @@ std::string BaseNameOf(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// The file that path names once symbolic links are followed, as open() would follow them: the path
+// itself when it is no link (or does not exist yet), else the final target, which need not exist.
+std::string FollowSymbolicLinks(const std::string& path) {
+  constexpr int kMaxLinks = 40;  // Linux's own limit for one lookup
+  std::string current = path;
+  for (int links = 0; links <= kMaxLinks; ++links) {
+    struct stat st;
+    if (::lstat(current.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return current;
+    std::vector<char> target(static_cast<size_t>(std::max<off_t>(st.st_size, 0)) + 256);
+    const ssize_t length = ::readlink(current.c_str(), target.data(), target.size());
+    if (length <= 0 || static_cast<size_t>(length) >= target.size()) {
+      throw Error("cannot write '" + path + "': cannot read the symbolic link '" + current + "'");
+    }
+    const std::string next(target.data(), static_cast<size_t>(length));
+    current = next[0] == '/' ? next : DirectoryOf(current) + "/" + next;
+  }
+  throw Error("cannot write '" + path + "': too many levels of symbolic links");
+}
+
 struct IoFailure {
   const char* what = nullptr;
   int error_number = 0;  // 0: none
@@ -224,14 +243,17 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
   if (PathIsDirectory(path_)) {
     throw Error("cannot write '" + path_ + "': it is a directory");
   }
-  std::string pattern = DirectoryOf(path_) + "/." + BaseNameOf(path_) + ".tmp-XXXXXX";
+  // A symbolic link as the output keeps its place, as when llama-quantize writes through it: the
+  // temporary goes beside the file it leads to, and the rename replaces that file.
+  target_path_ = FollowSymbolicLinks(path_);
+  std::string pattern = DirectoryOf(target_path_) + "/." + BaseNameOf(target_path_) + ".tmp-XXXXXX";
   std::vector<char> name(pattern.begin(), pattern.end());
   name.push_back('\0');
   fd_ = ::mkstemp(name.data());
   if (fd_ < 0) {
     const int error_number = errno;
-    throw Error("cannot create output file '" + path_ + "' (temporary in " + DirectoryOf(path_) +
-                "): " + std::strerror(error_number));
+    throw Error("cannot create output file '" + path_ + "' (temporary in " +
+                DirectoryOf(target_path_) + "): " + std::strerror(error_number));
   }
   temp_path_ = name.data();
   // mkstemp makes the file 0600; give it the permissions a plain open() would.
@@ -402,12 +424,12 @@ void OutputFile::Publish() {
   if (!sealed_ || committed_) {
     throw Error("cannot publish '" + path_ + "' before sealing it, or twice");
   }
-  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+  if (::rename(temp_path_.c_str(), target_path_.c_str()) != 0) {
     Fail("rename from " + temp_path_ + " failed", errno);
   }
   committed_ = true;
   // The rename itself is only durable once the directory entry is on disk.
-  const int dir_fd = ::open(DirectoryOf(path_).c_str(), O_RDONLY | O_DIRECTORY);
+  const int dir_fd = ::open(DirectoryOf(target_path_).c_str(), O_RDONLY | O_DIRECTORY);
   if (dir_fd >= 0) {
     ::fsync(dir_fd);
     ::close(dir_fd);

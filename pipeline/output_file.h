@@ -13,7 +13,8 @@
 
 namespace hwyquant {
 
-// Writes go to a temporary file beside the final path (same directory, so the rename is atomic),
+// Writes go to a temporary file beside the final path (same directory, so the rename is atomic;
+// where the path is a symbolic link, beside the file it leads to, so the link stays),
 // with direct I/O where the file system allows it; Commit() flushes, fsyncs and renames it over
 // the final path. Destroying an uncommitted OutputFile removes the temporary, so a failed run
 // never leaves a partial output behind.
@@ -67,6 +68,7 @@ class OutputFile {
   [[noreturn]] void Fail(const std::string& what, int error_number) const;
 
   std::string path_;
+  std::string target_path_;  // path_ with symbolic links followed: what the rename replaces
   std::string temp_path_;
   int fd_ = -1;
   bool sealed_ = false;

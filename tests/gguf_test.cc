@@ -22,6 +22,20 @@
 namespace hwyquant {
 namespace {
 
+// The names in directory path, sorted (without "." and "..").
+std::vector<std::string> EntriesOf(const std::string& path) {
+  std::vector<std::string> names;
+  DIR* dir = ::opendir(path.c_str());
+  if (dir == nullptr) return names;
+  while (dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 // A fresh temporary directory, removed (with its files) at scope exit.
 class TempDir {
  public:
@@ -33,17 +47,7 @@ class TempDir {
   }
   ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
   const std::string& path() const { return path_; }
-  std::vector<std::string> Entries() const {
-    std::vector<std::string> names;
-    DIR* dir = ::opendir(path_.c_str());
-    if (dir == nullptr) return names;
-    while (dirent* entry = ::readdir(dir)) {
-      const std::string name = entry->d_name;
-      if (name != "." && name != "..") names.push_back(name);
-    }
-    ::closedir(dir);
-    return names;
-  }
+  std::vector<std::string> Entries() const { return EntriesOf(path_); }
 
  private:
   std::string path_;
@@ -347,6 +351,56 @@ TEST_CASE("OutputFile refuses a directory or a name ending in / before anything 
                     Catch::Contains("cannot write '" + sub + "': it is a directory"));
   CHECK_THROWS_WITH(OutputFile(sub + "/"), Catch::Contains("not a file name"));
   CHECK(dir.Entries() == std::vector<std::string>{"sub"});  // no temporary left beside it
+}
+
+// Whether path is a symbolic link whose text is target.
+bool IsLinkTo(const std::string& path, const std::string& target) {
+  char text[4096];
+  const ssize_t length = ::readlink(path.c_str(), text, sizeof(text));
+  return length >= 0 && std::string(text, static_cast<size_t>(length)) == target;
+}
+
+TEST_CASE("OutputFile writes through symbolic links and keeps them", "[output_file]") {
+  TempDir dir;
+  const std::string real = dir.path() + "/real.gguf";
+  {
+    OutputFile out(real);
+    out.Write("old", 3);
+    out.Commit();
+  }
+  // A relative link, a chain of two, and a link whose target does not exist yet.
+  REQUIRE(::symlink("real.gguf", (dir.path() + "/link.gguf").c_str()) == 0);
+  REQUIRE(::mkdir((dir.path() + "/sub").c_str(), 0755) == 0);
+  REQUIRE(::symlink("../link.gguf", (dir.path() + "/sub/chain.gguf").c_str()) == 0);
+  REQUIRE(::symlink((dir.path() + "/sub/new.gguf").c_str(),
+                    (dir.path() + "/dangling.gguf").c_str()) == 0);
+
+  const auto commit = [](const std::string& path, const std::string& text) {
+    OutputFile out(path);
+    out.Write(text.data(), text.size());
+    out.Commit();
+  };
+  commit(dir.path() + "/link.gguf", "first");
+  CHECK(IsLinkTo(dir.path() + "/link.gguf", "real.gguf"));
+  CHECK(test::ReadFileBytes(real) == std::vector<uint8_t>{'f', 'i', 'r', 's', 't'});
+  commit(dir.path() + "/sub/chain.gguf", "second");
+  CHECK(IsLinkTo(dir.path() + "/sub/chain.gguf", "../link.gguf"));
+  CHECK(IsLinkTo(dir.path() + "/link.gguf", "real.gguf"));
+  CHECK(test::ReadFileBytes(real).size() == 6);
+  commit(dir.path() + "/dangling.gguf", "third");
+  CHECK(IsLinkTo(dir.path() + "/dangling.gguf", dir.path() + "/sub/new.gguf"));
+  CHECK(test::ReadFileBytes(dir.path() + "/sub/new.gguf").size() == 5);
+  // Nothing but the links, the files they lead to and the sub-directory: no temporaries.
+  CHECK(dir.Entries() ==
+        std::vector<std::string>{"dangling.gguf", "link.gguf", "real.gguf", "sub"});
+  CHECK(EntriesOf(dir.path() + "/sub") == std::vector<std::string>{"chain.gguf", "new.gguf"});
+
+  // A loop of links is an error that names the output, before anything is written.
+  REQUIRE(::symlink("loop-b.gguf", (dir.path() + "/loop-a.gguf").c_str()) == 0);
+  REQUIRE(::symlink("loop-a.gguf", (dir.path() + "/loop-b.gguf").c_str()) == 0);
+  CHECK_THROWS_WITH(OutputFile(dir.path() + "/loop-a.gguf"),
+                    Catch::Contains("cannot write '" + dir.path() + "/loop-a.gguf'") &&
+                        Catch::Contains("too many levels of symbolic links"));
 }
 
 TEST_CASE("OutputFile turns RLIMIT_FSIZE into an Error and removes the temporary",
