@@ -6,8 +6,10 @@
 #include "hwyquant/format.h"
 #include "pipeline/commands.h"
 #include "pipeline/convert.h"
+#include "pipeline/output_file.h"
 
 int main(int argc, char** argv) {
+  hwyquant::RemoveTemporariesOnTerminationSignals();
   CLI::App app{"hwyquant: exact, fast GGUF quantization (bit-identical to llama-quantize)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "hwyquant 0.1.0");

@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "hwyquant/format.h"
@@ -42,12 +44,36 @@ void IgnoreFileSizeSignalOnce() {
   std::call_once(once, [] { ::signal(SIGXFSZ, SIG_IGN); });
 }
 
-mode_t CurrentUmask() {
-  static std::mutex mutex;
-  std::lock_guard<std::mutex> lock(mutex);
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  return mask;
+// The temporaries a termination signal should remove. Each path is copied once and never freed,
+// so that a handler running on any thread never reads freed memory; an unlink that comes after
+// the rename fails harmlessly. Past the capacity a temporary is simply not tracked.
+constexpr size_t kMaxTrackedTemporaries = 256;
+std::atomic<const char*> tracked_temporaries[kMaxTrackedTemporaries];
+static_assert(std::atomic<const char*>::is_always_lock_free, "the signal handler reads these");
+
+int TrackTemporary(const std::string& path) {
+  const char* copy = ::strdup(path.c_str());
+  if (copy == nullptr) return -1;
+  for (size_t slot = 0; slot < kMaxTrackedTemporaries; ++slot) {
+    const char* expected = nullptr;
+    if (tracked_temporaries[slot].compare_exchange_strong(expected, copy)) {
+      return static_cast<int>(slot);
+    }
+  }
+  return -1;
+}
+
+void UntrackTemporary(int slot) {
+  if (slot >= 0) tracked_temporaries[slot].store(nullptr);
+}
+
+extern "C" void RemoveTemporariesAndDie(int signal_number) {
+  for (std::atomic<const char*>& slot : tracked_temporaries) {
+    if (const char* path = slot.load()) ::unlink(path);
+  }
+  // SA_RESETHAND restored the default action; the signal, blocked while this runs, then ends
+  // the process as it would have without the handler.
+  ::raise(signal_number);
 }
 
 std::string DirectoryOf(const std::string& path) {
@@ -79,6 +105,17 @@ std::string FollowSymbolicLinks(const std::string& path) {
     current = next[0] == '/' ? next : DirectoryOf(current) + "/" + next;
   }
   throw Error("cannot write '" + path + "': too many levels of symbolic links");
+}
+
+// A fresh name beside target for its temporary: ".NAME.tmp-" and six random letters or digits,
+// as mkstemp makes them.
+std::string TemporaryNameFor(const std::string& target) {
+  static constexpr char kLetters[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  thread_local std::mt19937_64 random(std::random_device{}());
+  std::string name = DirectoryOf(target) + "/." + BaseNameOf(target) + ".tmp-";
+  for (int i = 0; i < 6; ++i) name += kLetters[random() % (sizeof(kLetters) - 1)];
+  return name;
 }
 
 struct IoFailure {
@@ -246,18 +283,21 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
   // A symbolic link as the output keeps its place, as when llama-quantize writes through it: the
   // temporary goes beside the file it leads to, and the rename replaces that file.
   target_path_ = FollowSymbolicLinks(path_);
-  std::string pattern = DirectoryOf(target_path_) + "/." + BaseNameOf(target_path_) + ".tmp-XXXXXX";
-  std::vector<char> name(pattern.begin(), pattern.end());
-  name.push_back('\0');
-  fd_ = ::mkstemp(name.data());
-  if (fd_ < 0) {
+  // Named here rather than by mkstemp so that the name is tracked before the file exists: a
+  // termination signal any time after it is created finds it. The mode is a plain open()'s.
+  for (int attempt = 0;; ++attempt) {
+    temp_path_ = TemporaryNameFor(target_path_);
+    tracked_slot_ = TrackTemporary(temp_path_);
+    fd_ = ::open(temp_path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd_ >= 0) break;
     const int error_number = errno;
+    UntrackTemporary(tracked_slot_);
+    tracked_slot_ = -1;
+    temp_path_.clear();
+    if (error_number == EEXIST && attempt < 100) continue;
     throw Error("cannot create output file '" + path_ + "' (temporary in " +
                 DirectoryOf(target_path_) + "): " + std::strerror(error_number));
   }
-  temp_path_ = name.data();
-  // mkstemp makes the file 0600; give it the permissions a plain open() would.
-  ::fchmod(fd_, 0666 & ~CurrentUmask());
   buffer_.reserve(kBufferBytes);
   EnterDirectMode();
 }
@@ -326,6 +366,7 @@ OutputFile::~OutputFile() {
   disk_writer_.reset();  // before the descriptor it writes is closed
   if (fd_ >= 0) ::close(fd_);
   if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
+  UntrackTemporary(tracked_slot_);
 }
 
 void OutputFile::Fail(const std::string& what, int error_number) const {
@@ -428,6 +469,8 @@ void OutputFile::Publish() {
     Fail("rename from " + temp_path_ + " failed", errno);
   }
   committed_ = true;
+  UntrackTemporary(tracked_slot_);
+  tracked_slot_ = -1;
   // The rename itself is only durable once the directory entry is on disk.
   const int dir_fd = ::open(DirectoryOf(target_path_).c_str(), O_RDONLY | O_DIRECTORY);
   if (dir_fd >= 0) {
@@ -439,6 +482,21 @@ void OutputFile::Publish() {
 void OutputFile::Commit() {
   Seal();
   Publish();
+}
+
+void RemoveTemporariesOnTerminationSignals() {
+  for (const int signal_number : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction current;
+    // A signal the caller ignores (nohup's SIGHUP) stays ignored.
+    if (::sigaction(signal_number, nullptr, &current) != 0 || current.sa_handler == SIG_IGN) {
+      continue;
+    }
+    struct sigaction action = {};
+    action.sa_handler = RemoveTemporariesAndDie;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESETHAND;
+    ::sigaction(signal_number, &action, nullptr);
+  }
 }
 
 }  // namespace hwyquant

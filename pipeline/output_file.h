@@ -70,6 +70,7 @@ class OutputFile {
   std::string path_;
   std::string target_path_;  // path_ with symbolic links followed: what the rename replaces
   std::string temp_path_;
+  int tracked_slot_ = -1;  // where RemoveTemporariesOnTerminationSignals finds temp_path_
   int fd_ = -1;
   bool sealed_ = false;
   bool committed_ = false;
@@ -86,6 +87,12 @@ class OutputFile {
   // Waits for the queued writes and ends the helper thread; throws the first failure it met.
   void StopDiskWriter();
 };
+
+// Makes SIGINT, SIGTERM and SIGHUP (unless ignored) first remove the temporary of every
+// OutputFile not yet renamed into place, then end the process as they would have: an
+// interrupted run leaves no hidden partial file. For programs to call at start; a library that
+// embeds OutputFile keeps its host's signal handling.
+void RemoveTemporariesOnTerminationSignals();
 
 }  // namespace hwyquant
 

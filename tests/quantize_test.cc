@@ -3,6 +3,7 @@
 #include "pipeline/quantize.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cctype>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -880,6 +882,83 @@ int RunCli(const std::string& args, const std::string& dir, std::string& err) {
   err = test::ReadTextFile(err_path);
   std::remove(err_path.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Whether directory path holds a temporary of OutputFile (a name starting ".", with ".tmp-").
+bool HasTemporary(const std::string& path) {
+  bool found = false;
+  DIR* dir = ::opendir(path.c_str());
+  if (dir == nullptr) return false;
+  while (dirent* e = ::readdir(dir)) {
+    const std::string name = e->d_name;
+    if (name[0] == '.' && name.find(".tmp-") != std::string::npos) found = true;
+  }
+  ::closedir(dir);
+  return found;
+}
+
+TEST_CASE("hwyquant quantize CLI: a termination signal removes the temporary output",
+          "[quantize][cli]") {
+  TempDir dir;
+  // One 4096 x 2048 f32 tensor: with --stats on one thread the run lasts long enough (about a
+  // second) to be caught while its temporary exists.
+  const std::vector<GgufKv> kv = {{"general.architecture", GgufValue::String("llama")},
+                                  {"llama.block_count", GgufValue::U32(1)}};
+  std::vector<GgufTensorInfo> tensors = {{"blk.0.ffn_up.weight", {4096, 2048}, Type::kF32}};
+  std::vector<float> values(static_cast<size_t>(tensors[0].ElementCount()));
+  uint32_t state = 12345;
+  for (float& v : values) {
+    state = state * 1664525u + 1013904223u;
+    v = static_cast<float>(static_cast<int32_t>(state >> 8) - (1 << 23)) / (1 << 27);
+  }
+  const auto* bytes = reinterpret_cast<const uint8_t*>(values.data());
+  const std::string model = dir.path() + "/model.gguf";
+  WriteGgufFile(model, kv, tensors, {std::vector<uint8_t>(bytes, bytes + values.size() * 4)});
+  const std::string out = dir.path() + "/out.gguf";
+
+  for (const int signal_number : {SIGINT, SIGTERM, SIGHUP}) {
+    INFO("signal " << strsignal(signal_number));
+    // A temporary left by the signal before would be mistaken for this run's.
+    REQUIRE_FALSE(HasTemporary(dir.path()));
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      // Only async-signal-safe calls between fork and exec. The test runner may ignore SIGHUP
+      // (nohup); the CLI must see the default dispositions.
+      for (const int s : {SIGINT, SIGTERM, SIGHUP}) ::signal(s, SIG_DFL);
+      const int null_fd = ::open("/dev/null", O_WRONLY);
+      ::dup2(null_fd, 1);
+      ::dup2(null_fd, 2);
+      ::execl(HWYQUANT_CLI, HWYQUANT_CLI, "quantize", "--stats", model.c_str(), out.c_str(), "Q4_K",
+              "1", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    bool seen = false;
+    int status = 0;
+    bool exited = false;
+    for (int i = 0; i < 100000 && !seen && !exited; ++i) {
+      seen = HasTemporary(dir.path());
+      if (!seen) {
+        exited = ::waitpid(child, &status, WNOHANG) == child;
+        ::usleep(100);
+      }
+    }
+    if (!seen) {
+      if (!exited) {
+        ::kill(child, SIGKILL);
+        ::waitpid(child, &status, 0);
+      }
+      FAIL("the run ended (or never started) before its temporary output appeared");
+    }
+    ::kill(child, signal_number);
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    // The process still dies of the signal, as a shell expects, but leaves nothing behind.
+    CHECK(WIFSIGNALED(status));
+    CHECK((WIFSIGNALED(status) ? WTERMSIG(status) : 0) == signal_number);
+    CHECK_FALSE(HasTemporary(dir.path()));
+    CHECK_FALSE(test::FileExists(out));
+    CHECK(dir.EntryCount() == 1);
+  }
 }
 
 TEST_CASE("hwyquant quantize CLI: exit codes, messages, no partial output", "[quantize][cli]") {
