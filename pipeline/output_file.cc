@@ -22,6 +22,17 @@
 #include "pipeline/paths.h"
 
 namespace hwyquant {
+
+// The temporaries a termination signal should remove, once RemoveTemporariesOnTerminationSignals
+// asked for it: a list that only grows, whose entries are never freed, so that a handler
+// running on any thread never reads freed memory (and leak checkers see them reachable). A
+// program tracks one entry per output it writes. An unlink after the rename fails harmlessly.
+struct TrackedTemporary {
+  const char* path;
+  std::atomic<bool> live;
+  TrackedTemporary* next;  // set before the entry is published, never after
+};
+
 namespace {
 
 constexpr size_t kBufferBytes = size_t{1} << 20;
@@ -44,32 +55,29 @@ void IgnoreFileSizeSignalOnce() {
   std::call_once(once, [] { ::signal(SIGXFSZ, SIG_IGN); });
 }
 
-// The temporaries a termination signal should remove. Each path is copied once and never freed,
-// so that a handler running on any thread never reads freed memory; an unlink that comes after
-// the rename fails harmlessly. Past the capacity a temporary is simply not tracked.
-constexpr size_t kMaxTrackedTemporaries = 256;
-std::atomic<const char*> tracked_temporaries[kMaxTrackedTemporaries];
-static_assert(std::atomic<const char*>::is_always_lock_free, "the signal handler reads these");
+std::atomic<TrackedTemporary*> tracked_temporaries{nullptr};
+std::atomic<bool> tracking_enabled{false};
+static_assert(std::atomic<TrackedTemporary*>::is_always_lock_free &&
+                  std::atomic<bool>::is_always_lock_free,
+              "the signal handler reads these");
 
-int TrackTemporary(const std::string& path) {
+TrackedTemporary* TrackTemporary(const std::string& path) {
+  if (!tracking_enabled.load()) return nullptr;
   const char* copy = ::strdup(path.c_str());
-  if (copy == nullptr) return -1;
-  for (size_t slot = 0; slot < kMaxTrackedTemporaries; ++slot) {
-    const char* expected = nullptr;
-    if (tracked_temporaries[slot].compare_exchange_strong(expected, copy)) {
-      return static_cast<int>(slot);
-    }
+  if (copy == nullptr) return nullptr;
+  auto* entry = new TrackedTemporary{copy, {true}, tracked_temporaries.load()};
+  while (!tracked_temporaries.compare_exchange_weak(entry->next, entry)) {
   }
-  return -1;
+  return entry;
 }
 
-void UntrackTemporary(int slot) {
-  if (slot >= 0) tracked_temporaries[slot].store(nullptr);
+void UntrackTemporary(TrackedTemporary* entry) {
+  if (entry != nullptr) entry->live.store(false);
 }
 
 extern "C" void RemoveTemporariesAndDie(int signal_number) {
-  for (std::atomic<const char*>& slot : tracked_temporaries) {
-    if (const char* path = slot.load()) ::unlink(path);
+  for (TrackedTemporary* entry = tracked_temporaries.load(); entry; entry = entry->next) {
+    if (entry->live.load()) ::unlink(entry->path);
   }
   // SA_RESETHAND restored the default action; the signal, blocked while this runs, then ends
   // the process as it would have without the handler.
@@ -287,12 +295,12 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
   // termination signal any time after it is created finds it. The mode is a plain open()'s.
   for (int attempt = 0;; ++attempt) {
     temp_path_ = TemporaryNameFor(target_path_);
-    tracked_slot_ = TrackTemporary(temp_path_);
+    tracked_ = TrackTemporary(temp_path_);
     fd_ = ::open(temp_path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd_ >= 0) break;
     const int error_number = errno;
-    UntrackTemporary(tracked_slot_);
-    tracked_slot_ = -1;
+    UntrackTemporary(tracked_);
+    tracked_ = nullptr;
     temp_path_.clear();
     if (error_number == EEXIST && attempt < 100) continue;
     throw Error("cannot create output file '" + path_ + "' (temporary in " +
@@ -366,7 +374,7 @@ OutputFile::~OutputFile() {
   disk_writer_.reset();  // before the descriptor it writes is closed
   if (fd_ >= 0) ::close(fd_);
   if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
-  UntrackTemporary(tracked_slot_);
+  UntrackTemporary(tracked_);
 }
 
 void OutputFile::Fail(const std::string& what, int error_number) const {
@@ -469,8 +477,8 @@ void OutputFile::Publish() {
     Fail("rename from " + temp_path_ + " failed", errno);
   }
   committed_ = true;
-  UntrackTemporary(tracked_slot_);
-  tracked_slot_ = -1;
+  UntrackTemporary(tracked_);
+  tracked_ = nullptr;
   // The rename itself is only durable once the directory entry is on disk.
   const int dir_fd = ::open(DirectoryOf(target_path_).c_str(), O_RDONLY | O_DIRECTORY);
   if (dir_fd >= 0) {
@@ -485,6 +493,7 @@ void OutputFile::Commit() {
 }
 
 void RemoveTemporariesOnTerminationSignals() {
+  tracking_enabled.store(true);
   for (const int signal_number : {SIGINT, SIGTERM, SIGHUP}) {
     struct sigaction current;
     // A signal the caller ignores (nohup's SIGHUP) stays ignored.

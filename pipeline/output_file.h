@@ -13,6 +13,8 @@
 
 namespace hwyquant {
 
+struct TrackedTemporary;  // output_file.cc
+
 // Writes go to a temporary file beside the final path (same directory, so the rename is atomic;
 // where the path is a symbolic link, beside the file it leads to, so the link stays),
 // with direct I/O where the file system allows it; Commit() flushes, fsyncs and renames it over
@@ -70,7 +72,7 @@ class OutputFile {
   std::string path_;
   std::string target_path_;  // path_ with symbolic links followed: what the rename replaces
   std::string temp_path_;
-  int tracked_slot_ = -1;  // where RemoveTemporariesOnTerminationSignals finds temp_path_
+  TrackedTemporary* tracked_ = nullptr;  // for RemoveTemporariesOnTerminationSignals
   int fd_ = -1;
   bool sealed_ = false;
   bool committed_ = false;
