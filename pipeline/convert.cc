@@ -2,6 +2,8 @@
 // conversion of convert_hf_to_gguf.py, streamed tensor by tensor.
 #include "pipeline/convert.h"
 
+#include <dirent.h>
+
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -10,6 +12,7 @@
 #include "hwyquant/half.h"
 #include "hwyquant/hwyquant.h"
 #include "pipeline/output_file.h"
+#include "pipeline/paths.h"
 #include "pipeline/text.h"
 
 namespace hwyquant {
@@ -315,7 +318,21 @@ TensorBytes HfModelSource::LoadTensor(size_t index) {
   return TensorBytes::FromBuffer(std::move(out));
 }
 
+std::vector<std::string> HfModelSource::InputFiles() const {
+  std::vector<std::string> paths;
+  DIR* dir = ::opendir(dir_.c_str());
+  if (dir == nullptr) return paths;
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name == "." || name == ".." || EndsWith(name, ".gguf")) continue;
+    if (PathIsFile(dir_ + "/" + name)) paths.push_back(dir_ + "/" + name);
+  }
+  ::closedir(dir);
+  return paths;
+}
+
 void WriteModelSource(ModelSource& source, const std::string& out_path) {
+  RefuseToReplaceInputs(source, "", out_path);
   std::vector<GgufTensorInfo> infos;
   for (const TensorDescriptor& d : source.Tensors()) {
     GgufTensorInfo info;

@@ -64,6 +64,10 @@ class HfModelSource : public ModelSource {
   const std::vector<GgufKv>& Metadata() const override { return kv_; }
   const std::vector<TensorDescriptor>& Tensors() const override { return tensors_; }
   TensorBytes LoadTensor(size_t index) override;
+  // Every file of the folder but GGUF files: config, tokenizer and weights are read from there,
+  // and a GGUF written into the model's folder (as convert_hf_to_gguf.py does by default) may be
+  // replaced by the next one.
+  std::vector<std::string> InputFiles() const override;
 
   // general.file_type as convert_hf_to_gguf.py sets it (auto resolved to f16 or
   // bf16).

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <optional>
 
+#include "pipeline/paths.h"
+
 namespace hwyquant {
 
 void TensorBytes::SetFile(int fd, uint64_t file_offset, std::string file_name) {
@@ -152,6 +154,25 @@ TensorBytes GgufModelSource::LoadTensor(size_t index) {
   TensorBytes bytes(data, size, std::move(keeper));
   if (file->fd() >= 0) bytes.SetFile(file->fd(), file->TensorFileOffset(tensor), file->path());
   return bytes;
+}
+
+std::vector<std::string> GgufModelSource::InputFiles() const {
+  std::vector<std::string> paths;
+  for (const std::shared_ptr<GgufFile>& file : files_) paths.push_back(file->path());
+  return paths;
+}
+
+void RefuseToReplaceInputs(const ModelSource& source, const std::string& imatrix_path,
+                           const std::string& output) {
+  for (const std::string& input : source.InputFiles()) {
+    if (SameFile(input, output)) {
+      throw Error("input and output are the same file: '" + input + "'" +
+                  (output == input ? "" : " (output '" + output + "')"));
+    }
+  }
+  if (!imatrix_path.empty() && SameFile(imatrix_path, output)) {
+    throw Error("the importance matrix and the output are the same file: '" + imatrix_path + "'");
+  }
 }
 
 }  // namespace hwyquant

@@ -97,7 +97,14 @@ class ModelSource {
   // Which split of the model holds Tensors()[index], and where its bytes start there: the order
   // in which llama-quantize --keep-split writes tensors.
   virtual std::pair<size_t, uint64_t> StoragePosition(size_t index) const { return {0, index}; }
+  // The files this source reads, which no output may replace.
+  virtual std::vector<std::string> InputFiles() const { return {}; }
 };
+
+// Throws Error when output would replace one of source's input files or the importance matrix
+// (imatrix_path, may be empty): renaming the finished output over it would destroy an input.
+void RefuseToReplaceInputs(const ModelSource& source, const std::string& imatrix_path,
+                           const std::string& output);
 
 // A ModelSource over a memory-mapped GGUF file: tensors are zero-copy views into the mapping
 // whose pages are released once the consumer drops them. A model split by gguf-split
@@ -114,6 +121,7 @@ class GgufModelSource : public ModelSource {
   TensorBytes LoadTensor(size_t index) override;
   bool ReadsTensorsFromFile() const override { return files_[0]->fd() >= 0; }
   std::pair<size_t, uint64_t> StoragePosition(size_t index) const override;
+  std::vector<std::string> InputFiles() const override;
 
   // The first (or only) file.
   const GgufFile& file() const { return *files_[0]; }

@@ -14,6 +14,13 @@ inline bool PathIsFile(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+// Whether a and b name the same existing file (symbolic links followed).
+inline bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
 // Whether path names a directory (symbolic links followed).
 inline bool PathIsDirectory(const std::string& path) {
   struct stat st;

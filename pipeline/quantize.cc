@@ -480,6 +480,12 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
     for (const std::string& warning : plan.warnings) progress->OnWarning(warning);
   }
 
+  for (size_t split = 0; !options.dry_run && split < std::max<size_t>(plan.split_count, 1);
+       ++split) {
+    RefuseToReplaceInputs(
+        source, options.imatrix_path,
+        plan.split_count > 0 ? GgufSplitPath(output_path, split, plan.split_count) : output_path);
+  }
   // One output file, or with keep_split one per split, each sealed when its last tensor is
   // written and all renamed to their names together at the end.
   std::vector<std::unique_ptr<OutputFile>> outs;

@@ -47,12 +47,6 @@ struct QuantizeArgs {
   std::string prune_layers;  // L0,L1,...
 };
 
-bool SameFile(const std::string& a, const std::string& b) {
-  struct stat sa, sb;
-  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
-         sa.st_ino == sb.st_ino;
-}
-
 // The whitespace-separated REGEX=TYPE entries of a --tensor-type-file, as llama-quantize reads it.
 std::vector<std::string> ReadTensorTypeFile(const std::string& path) {
   const std::string where = "--tensor-type-file '" + path + "'";
@@ -204,13 +198,9 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
                  options.imatrix_path.c_str());
   }
   const QuantizePlan plan = PlanQuantization(source, options, imatrix ? &*imatrix : nullptr);
-  // With --keep-split the files are OUT-0000i-of-0000N.gguf; if the first is the input, the
-  // others are its other splits.
+  // With --keep-split the files are OUT-0000i-of-0000N.gguf.
   const std::string first_output =
       plan.split_count > 0 ? GgufSplitPath(output, 0, plan.split_count) : output;
-  if (!options.dry_run && SameFile(args.input, first_output)) {
-    throw Error("input and output are the same file: '" + args.input + "'");
-  }
   const std::string destination = options.dry_run ? "" : " to '" + first_output + "'";
   std::fprintf(stderr, "%s '%s'%s as %s, %zu tensors, kernels: %s\n",
                options.dry_run ? "sizing" : "quantizing", args.input.c_str(), destination.c_str(),

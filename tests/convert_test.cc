@@ -18,6 +18,7 @@
 #include "hwyquant/hwyquant.h"
 #include "pipeline/gguf.h"
 #include "pipeline/hf_model.h"
+#include "pipeline/quantize.h"
 #include "pipeline/tokenizer.h"
 #include "tests/golden_gguf.h"
 #include "tests/support.h"
@@ -390,6 +391,33 @@ TEST_CASE("sentencepiece parser decodes pieces and rejects malformed models") {
                     Catch::Contains("UTF-8"));
   CHECK_THROWS_WITH(ParseSentencePieceModel(nullptr, 0, "empty.model"),
                     Catch::Contains("no pieces"));
+}
+
+TEST_CASE("convert and run never write over a file of the model folder they read") {
+  if (test::SharedDir().empty()) return;
+  ScratchDir scratch;
+  const std::string dir = CopyModel("stories260K", scratch.path() + "/model");
+  const std::string weights = dir + "/model.safetensors";
+  CopyFile(weights, scratch.path() + "/weights.orig");
+  for (const std::string name : {"model.safetensors", "config.json", "tokenizer.model"}) {
+    INFO(name);
+    CHECK_THROWS_WITH(ConvertTo(dir, dir + "/" + name),
+                      Catch::Contains("input and output are the same file: '" + dir + "/" + name));
+  }
+  // Through a symbolic link elsewhere, and for `run` (convert and quantize in one pass).
+  const std::string link = scratch.path() + "/link.gguf";
+  REQUIRE(::symlink(weights.c_str(), link.c_str()) == 0);
+  CHECK_THROWS_WITH(ConvertTo(dir, link), Catch::Contains("the same file: '" + weights + "'"));
+  HfModelSource source(dir, ConvertOptions{});
+  QuantizeOptions options;
+  options.preset = "Q8_0";
+  CHECK_THROWS_WITH(QuantizeModel(source, weights, options, nullptr),
+                    Catch::Contains("the same file"));
+  CHECK(test::FileDifference(weights, scratch.path() + "/weights.orig") == "");
+  // A GGUF in the model's folder (convert_hf_to_gguf.py's default place) is an output, and the
+  // next conversion may replace it.
+  ConvertTo(dir, dir + "/model-f32.gguf");
+  CHECK_NOTHROW(ConvertTo(dir, dir + "/model-f32.gguf"));
 }
 
 TEST_CASE("convert reports unsupported architectures and broken folders clearly") {

@@ -897,6 +897,56 @@ bool HasTemporary(const std::string& path) {
   return found;
 }
 
+TEST_CASE("no output replaces the input model or one of its splits or the imatrix", "[quantize]") {
+  SynthInputs* synth = Synth();
+  if (synth == nullptr) return;
+  TempDir dir;
+  const std::string in = synth->Model("pub");
+  const std::vector<std::string> splits = WriteSplits(*GgufFile::Open(in), dir.path() + "/pub", 3);
+  // Copies of the inputs, kept beside them to show that none was touched.
+  const auto keep_copy = [&](const std::string& path) {
+    const std::vector<uint8_t> bytes = test::ReadFileBytes(path);
+    std::ofstream(path + ".orig", std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()),
+               static_cast<std::streamsize>(bytes.size()));
+  };
+  for (const std::string& split : splits) keep_copy(split);
+  QuantizeOptions options;
+  options.preset = "Q4_K_M";
+
+  // A later split, read after the output is opened, by name and through a symbolic link.
+  CHECK_THROWS_WITH(Quantize(splits[0], splits[2], options),
+                    Catch::Contains("input and output are the same file: '" + splits[2] + "'"));
+  const std::string link = dir.path() + "/link.gguf";
+  REQUIRE(::symlink(splits[1].c_str(), link.c_str()) == 0);
+  CHECK_THROWS_WITH(Quantize(splits[0], link, options),
+                    Catch::Contains("input and output are the same file: '" + splits[1] +
+                                    "' (output '" + link + "')"));
+  // --keep-split onto the input's own names (the library takes the prefix; the CLI drops .gguf).
+  options.keep_split = true;
+  CHECK_THROWS_WITH(Quantize(splits[0], dir.path() + "/pub", options),
+                    Catch::Contains("input and output are the same file: '" + splits[0] + "'"));
+  options.keep_split = false;
+  for (const std::string& split : splits) CHECK(test::FileDifference(split, split + ".orig") == "");
+
+  // The importance matrix.
+  const std::string imatrix = dir.path() + "/pub.imatrix.gguf";
+  const std::vector<uint8_t> imatrix_bytes = test::ReadFileBytes(synth->Imatrix("pub"));
+  std::ofstream(imatrix, std::ios::binary)
+      .write(reinterpret_cast<const char*>(imatrix_bytes.data()),
+             static_cast<std::streamsize>(imatrix_bytes.size()));
+  keep_copy(imatrix);
+  options.imatrix_path = imatrix;
+  CHECK_THROWS_WITH(
+      Quantize(in, imatrix, options),
+      Catch::Contains("the importance matrix and the output are the same file: '" + imatrix + "'"));
+  CHECK(test::FileDifference(imatrix, imatrix + ".orig") == "");
+  // --dry-run writes nothing, so naming the input there is no error.
+  options.imatrix_path.clear();
+  options.dry_run = true;
+  CHECK_NOTHROW(Quantize(splits[0], splits[0], options));
+}
+
 TEST_CASE("hwyquant quantize CLI: a termination signal removes the temporary output",
           "[quantize][cli]") {
   TempDir dir;
