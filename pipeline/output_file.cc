@@ -115,6 +115,16 @@ std::string FollowSymbolicLinks(const std::string& path) {
   throw Error("cannot write '" + path + "': too many levels of symbolic links");
 }
 
+// What a non-regular file is, for messages.
+std::string FileKindOf(mode_t mode) {
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISDIR(mode)) return "a directory";
+  return "a special file";
+}
+
 // A fresh name beside target for its temporary: ".NAME.tmp-" and six random letters or digits,
 // as mkstemp makes them.
 std::string TemporaryNameFor(const std::string& target) {
@@ -291,6 +301,12 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
   // A symbolic link as the output keeps its place, as when llama-quantize writes through it: the
   // temporary goes beside the file it leads to, and the rename replaces that file.
   target_path_ = FollowSymbolicLinks(path_);
+  // The rename would replace a device, FIFO or socket (as root even /dev/null) with a file.
+  struct stat existing;
+  if (::stat(target_path_.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode)) {
+    throw Error("cannot write '" + path_ + "': it is " + FileKindOf(existing.st_mode) +
+                ", not a regular file");
+  }
   // Named here rather than by mkstemp so that the name is tracked before the file exists: a
   // termination signal any time after it is created finds it. The mode is a plain open()'s.
   for (int attempt = 0;; ++attempt) {

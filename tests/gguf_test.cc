@@ -351,6 +351,14 @@ TEST_CASE("OutputFile refuses a directory or a name ending in / before anything 
                     Catch::Contains("cannot write '" + sub + "': it is a directory"));
   CHECK_THROWS_WITH(OutputFile(sub + "/"), Catch::Contains("not a file name"));
   CHECK(dir.Entries() == std::vector<std::string>{"sub"});  // no temporary left beside it
+  // Nor a FIFO or a device, which the rename would replace with a file (as root even
+  // /dev/null). Nothing is committed here, so even a wrong answer would replace nothing.
+  const std::string fifo = dir.path() + "/fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  CHECK_THROWS_WITH(OutputFile(fifo), Catch::Contains("cannot write '" + fifo +
+                                                      "': it is a FIFO, not a regular file"));
+  CHECK(dir.Entries() == std::vector<std::string>{"fifo", "sub"});
+  CHECK_THROWS_WITH(OutputFile("/dev/null"), Catch::Contains("it is a character device"));
 }
 
 // Whether path is a symbolic link whose text is target.
