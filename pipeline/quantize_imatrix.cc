@@ -124,7 +124,10 @@ Imatrix LoadLegacyImatrix(const std::string& path, const std::vector<uint8_t>& b
   imatrix.path = path;
   LegacyReader in(bytes, path);
   const int32_t n_entries = in.ReadInt("entry count");
-  if (n_entries < 1) throw Error(path + ": the legacy imatrix holds no entries");
+  if (n_entries < 1) {
+    throw Error(path + ": the legacy imatrix holds no entries (its entry count at byte 0 is " +
+                std::to_string(n_entries) + "); is this an imatrix file?");
+  }
   for (int32_t e = 0; e < n_entries; ++e) {
     const std::string what = "entry " + std::to_string(e);
     const int32_t name_length = in.ReadInt(what + " name length");
