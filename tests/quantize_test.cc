@@ -903,14 +903,14 @@ TEST_CASE("no output replaces the input model or one of its splits or the imatri
   TempDir dir;
   const std::string in = synth->Model("pub");
   const std::vector<std::string> splits = WriteSplits(*GgufFile::Open(in), dir.path() + "/pub", 3);
-  // Copies of the inputs, kept beside them to show that none was touched.
-  const auto keep_copy = [&](const std::string& path) {
-    const std::vector<uint8_t> bytes = test::ReadFileBytes(path);
-    std::ofstream(path + ".orig", std::ios::binary)
+  const auto copy_file = [](const std::string& from, const std::string& to) {
+    const std::vector<uint8_t> bytes = test::ReadFileBytes(from);
+    std::ofstream(to, std::ios::binary)
         .write(reinterpret_cast<const char*>(bytes.data()),
                static_cast<std::streamsize>(bytes.size()));
   };
-  for (const std::string& split : splits) keep_copy(split);
+  // Copies of the inputs, kept beside them to show that none was touched.
+  for (const std::string& split : splits) copy_file(split, split + ".orig");
   QuantizeOptions options;
   options.preset = "Q4_K_M";
 
@@ -931,11 +931,8 @@ TEST_CASE("no output replaces the input model or one of its splits or the imatri
 
   // The importance matrix.
   const std::string imatrix = dir.path() + "/pub.imatrix.gguf";
-  const std::vector<uint8_t> imatrix_bytes = test::ReadFileBytes(synth->Imatrix("pub"));
-  std::ofstream(imatrix, std::ios::binary)
-      .write(reinterpret_cast<const char*>(imatrix_bytes.data()),
-             static_cast<std::streamsize>(imatrix_bytes.size()));
-  keep_copy(imatrix);
+  copy_file(synth->Imatrix("pub"), imatrix);
+  copy_file(imatrix, imatrix + ".orig");
   options.imatrix_path = imatrix;
   CHECK_THROWS_WITH(
       Quantize(in, imatrix, options),
