@@ -465,6 +465,10 @@ QuantizePlan PlanQuantization(const ModelSource& source, const QuantizeOptions& 
   return plan;
 }
 
+std::string QuantizePlan::OutputPath(const std::string& output_path, size_t split) const {
+  return split_count > 0 ? GgufSplitPath(output_path, split, split_count) : output_path;
+}
+
 QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
                                const std::string& output_path, const QuantizeOptions& options,
                                QuantizeProgressListener* progress) {
@@ -482,9 +486,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
 
   for (size_t split = 0; !options.dry_run && split < std::max<size_t>(plan.split_count, 1);
        ++split) {
-    RefuseToReplaceInputs(
-        source, options.imatrix_path,
-        plan.split_count > 0 ? GgufSplitPath(output_path, split, plan.split_count) : output_path);
+    RefuseToReplaceInputs(source, options.imatrix_path, plan.OutputPath(output_path, split));
   }
   // One output file, or with keep_split one per split, each sealed when its last tensor is
   // written and all renamed to their names together at the end.
@@ -492,10 +494,8 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
   std::unique_ptr<GgufWriter> writer;
   const auto open_output = [&](size_t split) {
     std::vector<GgufKv> kv = plan.kv;
-    std::string path = output_path;
-    if (plan.split_count > 0) {
-      path = GgufSplitPath(output_path, split, plan.split_count);
-      if (split > 0) kv = GgufSplitKeys(split, plan.split_count, plan.tensors.size());
+    if (plan.split_count > 0 && split > 0) {
+      kv = GgufSplitKeys(split, plan.split_count, plan.tensors.size());
     }
     std::vector<GgufTensorInfo> infos;
     for (const TensorPlan& t : plan.tensors) {
@@ -503,7 +503,7 @@ QuantizeResult RunQuantization(ModelSource& source, const QuantizePlan& plan,
         infos.push_back({t.name, t.dims, t.target_type, 0, 0});
       }
     }
-    outs.push_back(std::make_unique<OutputFile>(path));
+    outs.push_back(std::make_unique<OutputFile>(plan.OutputPath(output_path, split)));
     writer = std::make_unique<GgufWriter>(*outs.back(), std::move(kv), std::move(infos));
   };
   const auto seal_output = [&] {

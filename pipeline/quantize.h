@@ -78,6 +78,10 @@ struct QuantizePlan {
   uint64_t source_bytes = 0;
   uint64_t target_bytes = 0;
   uint64_t weights = 0;
+
+  // The file output split `split` goes to: output_path itself, or with keep_split
+  // output_path-0000i-of-0000N.gguf.
+  std::string OutputPath(const std::string& output_path, size_t split) const;
 };
 
 // Decides output order, types, metadata; checks everything that can be checked before writing

@@ -199,8 +199,7 @@ void RunQuantizeCommand(const QuantizeArgs& args) {
   }
   const QuantizePlan plan = PlanQuantization(source, options, imatrix ? &*imatrix : nullptr);
   // With --keep-split the files are OUT-0000i-of-0000N.gguf.
-  const std::string first_output =
-      plan.split_count > 0 ? GgufSplitPath(output, 0, plan.split_count) : output;
+  const std::string first_output = plan.OutputPath(output, 0);
   const std::string destination = options.dry_run ? "" : " to '" + first_output + "'";
   std::fprintf(stderr, "%s '%s'%s as %s, %zu tensors, kernels: %s\n",
                options.dry_run ? "sizing" : "quantizing", args.input.c_str(), destination.c_str(),
