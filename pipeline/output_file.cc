@@ -19,7 +19,6 @@
 #include <thread>
 
 #include "hwyquant/format.h"
-#include "pipeline/paths.h"
 
 namespace hwyquant {
 
@@ -121,7 +120,6 @@ std::string FileKindOf(mode_t mode) {
   if (S_ISBLK(mode)) return "a block device";
   if (S_ISFIFO(mode)) return "a FIFO";
   if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISDIR(mode)) return "a directory";
   return "a special file";
 }
 
@@ -294,18 +292,18 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
   if (path_.empty() || path_.back() == '/') {
     throw Error("cannot write '" + path_ + "': not a file name");
   }
-  // rename() would refuse a directory only after all the work; say so before any is done.
-  if (PathIsDirectory(path_)) {
-    throw Error("cannot write '" + path_ + "': it is a directory");
-  }
   // A symbolic link as the output keeps its place, as when llama-quantize writes through it: the
   // temporary goes beside the file it leads to, and the rename replaces that file.
   target_path_ = FollowSymbolicLinks(path_);
-  // The rename would replace a device, FIFO or socket (as root even /dev/null) with a file.
+  // Only a regular file may be replaced, and that is checked before any work: rename() would
+  // refuse a directory only after all of it, and would replace a device, FIFO or socket (as root
+  // even /dev/null) with a file.
   struct stat existing;
   if (::stat(target_path_.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode)) {
-    throw Error("cannot write '" + path_ + "': it is " + FileKindOf(existing.st_mode) +
-                ", not a regular file");
+    throw Error("cannot write '" + path_ + "': it is " +
+                (S_ISDIR(existing.st_mode)
+                     ? std::string("a directory")
+                     : FileKindOf(existing.st_mode) + ", not a regular file"));
   }
   // Named here rather than by mkstemp so that the name is tracked before the file exists: a
   // termination signal any time after it is created finds it. The mode is a plain open()'s.
