@@ -243,12 +243,10 @@ int Run(const Options& options) {
           reference::QuantizeRows(type, w.input.data(), w.quantized.data(), w.nrows, w.n_per_row,
                                   nullptr);
         }
-        const std::string key =
-            std::string(TypeName(type)) + "/" + op + "/" + std::to_string(threads);
-        reference_rate[key] = MeasureWeightsPerSecond(MakeOp(w, type, op, threads, true), weights,
-                                                      min_seconds, threads == 1, repetitions);
-        if (threads == 1)
-          reference_output[std::string(TypeName(type)) + "/" + op] = OutputOf(w, type, op);
+        const std::string type_op = std::string(TypeName(type)) + "/" + op;
+        reference_rate[type_op + "/" + std::to_string(threads)] = MeasureWeightsPerSecond(
+            MakeOp(w, type, op, threads, true), weights, min_seconds, threads == 1, repetitions);
+        if (threads == 1) reference_output[type_op] = OutputOf(w, type, op);
       }
     }
   }
@@ -269,9 +267,9 @@ int Run(const Options& options) {
           }
           const double rate = MeasureWeightsPerSecond(MakeOp(w, type, op, threads, false), weights,
                                                       min_seconds, threads == 1, repetitions);
+          const std::string type_op = std::string(TypeName(type)) + "/" + op;
           const std::vector<uint8_t> output = OutputOf(w, type, op);
-          const std::vector<uint8_t>& expected =
-              reference_output[std::string(TypeName(type)) + "/" + op];
+          const std::vector<uint8_t>& expected = reference_output[type_op];
           if (output != expected) {
             const size_t at = static_cast<size_t>(
                 std::mismatch(output.begin(), output.end(), expected.begin()).first -
@@ -283,9 +281,7 @@ int Run(const Options& options) {
                     at / (output.size() / static_cast<size_t>(w.nrows)));
             mismatches++;
           }
-          const std::string key =
-              std::string(TypeName(type)) + "/" + op + "/" + std::to_string(threads);
-          const double speedup = rate / reference_rate[key];
+          const double speedup = rate / reference_rate[type_op + "/" + std::to_string(threads)];
           if (options.json) {
             printf(
                 "{\"target\":\"%s\",\"type\":\"%s\",\"op\":\"%s\",\"threads\":%d,"
