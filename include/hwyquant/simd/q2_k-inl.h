@@ -34,12 +34,12 @@ struct Q2KCodec {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     constexpr int kGroups = kSuperBlock / 16;
-    HWY_ALIGN float xt[16 * kMaxGroupLanes];
-    HWY_ALIGN float wt[16 * kMaxGroupLanes];
+    HWY_ALIGN float xt[kKMaxSearchVectors * 16 * kMaxGroupLanes];
+    HWY_ALIGN float wt[kKMaxSearchVectors * 16 * kMaxGroupLanes];
     HWY_ALIGN int32_t lt_chunk[kKChunkSuperBlocks * kSuperBlock];
-    HWY_ALIGN float lane_scale[kMaxGroupLanes];
-    HWY_ALIGN float lane_min[kMaxGroupLanes];
-    HWY_ALIGN float lane_sw[kMaxGroupLanes];
+    HWY_ALIGN float lane_scale[kKMaxSearchVectors * kMaxGroupLanes];
+    HWY_ALIGN float lane_min[kKMaxSearchVectors * kMaxGroupLanes];
+    HWY_ALIGN float lane_sw[kKMaxSearchVectors * kMaxGroupLanes];
     HWY_ALIGN float lane_sigma2[kMaxGroupLanes];
     float scales[kKChunkSuperBlocks * kGroups];
     float mins[kKChunkSuperBlocks * kGroups];
@@ -59,35 +59,49 @@ struct Q2KCodec {
         }
       }
       const size_t groups = nsb * kGroups;
-      for (size_t g0 = 0; g0 < groups; g0 += N) {
-        const size_t cnt = std::min(N, groups - g0);
+      // Two vectors of groups per search while that many remain (see KMakeQkxQuants).
+      for (size_t g0 = 0; g0 < groups; g0 += kKMaxSearchVectors * N) {
+        const size_t cnt = std::min(kKMaxSearchVectors * N, groups - g0);
+        const int vectors = static_cast<int>((cnt + N - 1) / N);
         int32_t* HWY_RESTRICT lt = lt_chunk + g0 * 16;
-        KTransposeIn(df, xc + g0 * 16, cnt, 16, xt);
-        V scale, min;
-        if (imatrix == nullptr) {
-          for (int i = 0; i < 16; ++i) {
-            hn::Store(hn::Abs(hn::Load(df, xt + i * N)), df, wt + i * N);
+        for (int v = 0; v < vectors; ++v) {
+          const size_t vg0 = g0 + v * N;
+          const size_t vcnt = std::min(N, groups - vg0);
+          float* HWY_RESTRICT xv = xt + v * 16 * N;
+          float* HWY_RESTRICT wv = wt + v * 16 * N;
+          KTransposeIn(df, xc + vg0 * 16, vcnt, 16, xv);
+          if (imatrix == nullptr) {
+            for (int i = 0; i < 16; ++i) {
+              hn::Store(hn::Abs(hn::Load(df, xv + i * N)), df, wv + i * N);
+            }
+            continue;
           }
-          KMakeQkxQuants<16, true, true>(df, xt, wt, 3, -0.5f, 0.1f, 15, &scale, &min, lt);
-        } else {
-          KTransposeIn(df, imatrix + sb0 * kSuperBlock + g0 * 16, cnt, 16, wt);
+          KTransposeIn(df, imatrix + sb0 * kSuperBlock + vg0 * 16, vcnt, 16, wv);
           for (size_t lane = 0; lane < N; ++lane) {
-            lane_sigma2[lane] = lane < cnt ? sigma2[(g0 + lane) / kGroups] : 0.0f;
+            lane_sigma2[lane] = lane < vcnt ? sigma2[(vg0 + lane) / kGroups] : 0.0f;
           }
           const V vsigma2 = hn::Load(df, lane_sigma2);
           V sumw = hn::Zero(df);
           for (int i = 0; i < 16; ++i) {
-            const V xi = hn::Load(df, xt + i * N);
+            const V xi = hn::Load(df, xv + i * N);
             const V w =
-                hn::Mul(hn::Load(df, wt + i * N), hn::Sqrt(hn::Add(vsigma2, hn::Mul(xi, xi))));
-            hn::Store(w, df, wt + i * N);
+                hn::Mul(hn::Load(df, wv + i * N), hn::Sqrt(hn::Add(vsigma2, hn::Mul(xi, xi))));
+            hn::Store(w, df, wv + i * N);
             sumw = hn::Add(sumw, w);
           }
-          hn::Store(sumw, df, lane_sw);
-          KMakeQkxQuants<16, false, false>(df, xt, wt, 3, -0.9f, 0.05f, 36, &scale, &min, lt);
+          hn::Store(sumw, df, lane_sw + v * N);
         }
-        hn::Store(scale, df, lane_scale);
-        hn::Store(min, df, lane_min);
+        V scale[kKMaxSearchVectors], min[kKMaxSearchVectors];
+        if (imatrix == nullptr) {
+          KMakeQkxQuantsOf<16, true, true>(df, vectors, xt, wt, 3, -0.5f, 0.1f, 15, scale, min, lt);
+        } else {
+          KMakeQkxQuantsOf<16, false, false>(df, vectors, xt, wt, 3, -0.9f, 0.05f, 36, scale, min,
+                                             lt);
+        }
+        for (int v = 0; v < vectors; ++v) {
+          hn::Store(scale[v], df, lane_scale + v * N);
+          hn::Store(min[v], df, lane_min + v * N);
+        }
         for (size_t lane = 0; lane < cnt; ++lane) {
           scales[g0 + lane] = lane_scale[lane];
           mins[g0 + lane] = lane_min[lane];
