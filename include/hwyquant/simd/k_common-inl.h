@@ -86,6 +86,33 @@ HWY_INLINE void KTransposeIn(DF df, const float* HWY_RESTRICT src, size_t count,
   }
 }
 
+// ggml's imatrix weights for the `count` groups of `group` values from group index first on
+// (of a chunk whose imatrix slice is `imatrix` and whose per-super-block sigma2 is sigma2):
+// w = qw * sqrt(sigma2 + x*x) with xt the groups' transposed values, stored transposed in wt.
+// Returns each lane's sum of its weights, added in order as ggml does.
+template <class DF>
+HWY_INLINE hn::Vec<DF> KImatrixWeights(DF df, int group, const float* HWY_RESTRICT imatrix,
+                                       const float* HWY_RESTRICT sigma2, size_t first, size_t count,
+                                       const float* HWY_RESTRICT xt, float* HWY_RESTRICT wt) {
+  using V = hn::Vec<DF>;
+  const size_t N = hn::Lanes(df);
+  const size_t groups_per_super_block = static_cast<size_t>(kSuperBlock / group);
+  HWY_ALIGN float lane_sigma2[kMaxGroupLanes];
+  KTransposeIn(df, imatrix + first * static_cast<size_t>(group), count, group, wt);
+  for (size_t lane = 0; lane < N; ++lane) {
+    lane_sigma2[lane] = lane < count ? sigma2[(first + lane) / groups_per_super_block] : 0.0f;
+  }
+  const V vsigma2 = hn::Load(df, lane_sigma2);
+  V sumw = hn::Zero(df);
+  for (int i = 0; i < group; ++i) {
+    const V xi = hn::Load(df, xt + i * N);
+    const V w = hn::Mul(hn::Load(df, wt + i * N), hn::Sqrt(hn::Add(vsigma2, hn::Mul(xi, xi))));
+    hn::Store(w, df, wt + i * N);
+    sumw = hn::Add(sumw, w);
+  }
+  return sumw;
+}
+
 // The inverse for quantized levels: lt holds int32 levels, L receives bytes in group order.
 template <class DF>
 HWY_INLINE void KTransposeLevelsOut(DF df, const int32_t* HWY_RESTRICT lt, size_t count, int group,
@@ -310,6 +337,64 @@ HWY_INLINE void KMakeQkxQuantsOf(DF df, int vectors, const float* HWY_RESTRICT x
   } else {
     KMakeQkxQuants<kGroup, kUseMad, kStrictEqual, 1>(df, xt, wt, nmax, rmin, rdelta, nstep,
                                                      scale_out, min_out, lt);
+  }
+}
+
+// ggml's scale-and-min search for every group of kGroup values in a chunk of nsb super-blocks at
+// x, kKMaxSearchVectors vectors of groups at a time. Without an imatrix it is make_qkx2_quants
+// with (nmax, rmin, rdelta, nstep) and kUseMad, its weights written by unweighted(xt, wt) for one
+// vector's transposed values; with one (the chunk's slice, and each super-block's sigma2) it is
+// make_qkx3_quants with ggml's literals. Writes each group's scale, -min and (with an imatrix)
+// weight sum, and the levels to lt_chunk as KTransposeIn lays them out.
+template <int kGroup, bool kUseMad, class DF, class Unweighted>
+HWY_INLINE void KSearchScaleMinGroups(DF df, const float* HWY_RESTRICT x, size_t nsb,
+                                      const float* HWY_RESTRICT imatrix,
+                                      const float* HWY_RESTRICT sigma2, int nmax, float rmin,
+                                      float rdelta, int nstep, const Unweighted& unweighted,
+                                      float* HWY_RESTRICT scales, float* HWY_RESTRICT mins,
+                                      float* HWY_RESTRICT sw, int32_t* HWY_RESTRICT lt_chunk) {
+  using V = hn::Vec<DF>;
+  const size_t N = hn::Lanes(df);
+  HWY_ALIGN float xt[kKMaxSearchVectors * kGroup * kMaxGroupLanes];
+  HWY_ALIGN float wt[kKMaxSearchVectors * kGroup * kMaxGroupLanes];
+  HWY_ALIGN float lane_scale[kKMaxSearchVectors * kMaxGroupLanes];
+  HWY_ALIGN float lane_min[kKMaxSearchVectors * kMaxGroupLanes];
+  HWY_ALIGN float lane_sw[kKMaxSearchVectors * kMaxGroupLanes];
+  const size_t groups = nsb * static_cast<size_t>(kSuperBlock / kGroup);
+  for (size_t g0 = 0; g0 < groups; g0 += kKMaxSearchVectors * N) {
+    const size_t cnt = std::min(kKMaxSearchVectors * N, groups - g0);
+    const int vectors = static_cast<int>((cnt + N - 1) / N);
+    int32_t* HWY_RESTRICT lt = lt_chunk + g0 * kGroup;
+    for (int v = 0; v < vectors; ++v) {
+      const size_t vg0 = g0 + v * N;
+      const size_t vcnt = std::min(N, groups - vg0);
+      float* HWY_RESTRICT xv = xt + v * kGroup * N;
+      float* HWY_RESTRICT wv = wt + v * kGroup * N;
+      KTransposeIn(df, x + vg0 * kGroup, vcnt, kGroup, xv);
+      if (imatrix == nullptr) {
+        unweighted(xv, wv);
+      } else {
+        const V sumw = KImatrixWeights(df, kGroup, imatrix, sigma2, vg0, vcnt, xv, wv);
+        hn::Store(sumw, df, lane_sw + v * N);
+      }
+    }
+    V scale[kKMaxSearchVectors], min[kKMaxSearchVectors];
+    if (imatrix == nullptr) {
+      KMakeQkxQuantsOf<kGroup, kUseMad, true>(df, vectors, xt, wt, nmax, rmin, rdelta, nstep, scale,
+                                              min, lt);
+    } else {
+      KMakeQkxQuantsOf<kGroup, false, false>(df, vectors, xt, wt, nmax, -0.9f, 0.05f, 36, scale,
+                                             min, lt);
+    }
+    for (int v = 0; v < vectors; ++v) {
+      hn::Store(scale[v], df, lane_scale + v * N);
+      hn::Store(min[v], df, lane_min + v * N);
+    }
+    for (size_t lane = 0; lane < cnt; ++lane) {
+      scales[g0 + lane] = lane_scale[lane];
+      mins[g0 + lane] = lane_min[lane];
+      sw[g0 + lane] = imatrix ? lane_sw[lane] : 0.0f;
+    }
   }
 }
 
@@ -646,13 +731,7 @@ HWY_INLINE void KQuantizeScaleMin(DF df, const KScaleMinParams& p, const float* 
   const hn::RebindToSigned<DF> di;
   const size_t N = hn::Lanes(df);
   constexpr int kGroups = kSuperBlock / 32;
-  HWY_ALIGN float xt[kKMaxSearchVectors * 32 * kMaxGroupLanes];
-  HWY_ALIGN float wt[kKMaxSearchVectors * 32 * kMaxGroupLanes];
   HWY_ALIGN int32_t lt_chunk[kKChunkSuperBlocks * kSuperBlock];
-  HWY_ALIGN float lane_scale[kKMaxSearchVectors * kMaxGroupLanes];
-  HWY_ALIGN float lane_min[kKMaxSearchVectors * kMaxGroupLanes];
-  HWY_ALIGN float lane_sw[kKMaxSearchVectors * kMaxGroupLanes];
-  HWY_ALIGN float lane_sigma2[kMaxGroupLanes];
   float scales[kKChunkSuperBlocks * kGroups];
   float mins[kKChunkSuperBlocks * kGroups];
   float sw[kKChunkSuperBlocks * kGroups];
@@ -663,63 +742,20 @@ HWY_INLINE void KQuantizeScaleMin(DF df, const KScaleMinParams& p, const float* 
       sigma2[s] = 2 * KSumSquares256(x + s * kSuperBlock) / kSuperBlock;
     }
   }
-  const size_t groups = nsb * kGroups;
-  // Two vectors of groups per search while that many remain (see KMakeQkxQuants).
-  for (size_t g0 = 0; g0 < groups; g0 += kKMaxSearchVectors * N) {
-    const size_t cnt = std::min(kKMaxSearchVectors * N, groups - g0);
-    const int vectors = static_cast<int>((cnt + N - 1) / N);
-    int32_t* HWY_RESTRICT lt = lt_chunk + g0 * 32;
-    for (int v = 0; v < vectors; ++v) {
-      const size_t vg0 = g0 + v * N;
-      const size_t vcnt = std::min(N, groups - vg0);
-      float* HWY_RESTRICT xv = xt + v * 32 * N;
-      float* HWY_RESTRICT wv = wt + v * 32 * N;
-      KTransposeIn(df, x + vg0 * 32, vcnt, 32, xv);
-      if (imatrix == nullptr) {
-        V sum_x2 = hn::Zero(df);
-        for (int i = 0; i < 32; ++i) {
-          const V xi = hn::Load(df, xv + i * N);
-          sum_x2 = hn::Add(sum_x2, hn::Mul(xi, xi));
-        }
-        const V av_x = hn::Sqrt(hn::Div(sum_x2, hn::Set(df, 32.0f)));
-        for (int i = 0; i < 32; ++i) {
-          hn::Store(hn::Add(av_x, hn::Abs(hn::Load(df, xv + i * N))), df, wv + i * N);
-        }
-      } else {
-        KTransposeIn(df, imatrix + vg0 * 32, vcnt, 32, wv);
-        for (size_t lane = 0; lane < N; ++lane) {
-          lane_sigma2[lane] = lane < vcnt ? sigma2[(vg0 + lane) / kGroups] : 0.0f;
-        }
-        const V vsigma2 = hn::Load(df, lane_sigma2);
-        V sumw = hn::Zero(df);
-        for (int i = 0; i < 32; ++i) {
-          const V xi = hn::Load(df, xv + i * N);
-          const V w =
-              hn::Mul(hn::Load(df, wv + i * N), hn::Sqrt(hn::Add(vsigma2, hn::Mul(xi, xi))));
-          hn::Store(w, df, wv + i * N);
-          sumw = hn::Add(sumw, w);
-        }
-        hn::Store(sumw, df, lane_sw + v * N);
-      }
+  // make_qkx2_quants' weights: each group's rms plus |x|.
+  const auto unweighted = [&](const float* HWY_RESTRICT xv, float* HWY_RESTRICT wv) {
+    V sum_x2 = hn::Zero(df);
+    for (int i = 0; i < 32; ++i) {
+      const V xi = hn::Load(df, xv + i * N);
+      sum_x2 = hn::Add(sum_x2, hn::Mul(xi, xi));
     }
-    V scale[kKMaxSearchVectors], min[kKMaxSearchVectors];
-    if (imatrix == nullptr) {
-      KMakeQkxQuantsOf<32, false, true>(df, vectors, xt, wt, p.nmax, p.rmin, p.rdelta, p.nstep,
-                                        scale, min, lt);
-    } else {
-      KMakeQkxQuantsOf<32, false, false>(df, vectors, xt, wt, p.nmax, -0.9f, 0.05f, 36, scale, min,
-                                         lt);
+    const V av_x = hn::Sqrt(hn::Div(sum_x2, hn::Set(df, 32.0f)));
+    for (int i = 0; i < 32; ++i) {
+      hn::Store(hn::Add(av_x, hn::Abs(hn::Load(df, xv + i * N))), df, wv + i * N);
     }
-    for (int v = 0; v < vectors; ++v) {
-      hn::Store(scale[v], df, lane_scale + v * N);
-      hn::Store(min[v], df, lane_min + v * N);
-    }
-    for (size_t lane = 0; lane < cnt; ++lane) {
-      scales[g0 + lane] = lane_scale[lane];
-      mins[g0 + lane] = lane_min[lane];
-      sw[g0 + lane] = imatrix ? lane_sw[lane] : 0.0f;
-    }
-  }
+  };
+  KSearchScaleMinGroups<32, false>(df, x, nsb, imatrix, sigma2, p.nmax, p.rmin, p.rdelta, p.nstep,
+                                   unweighted, scales, mins, sw, lt_chunk);
 
   float d_block[kKChunkSuperBlocks], m_block[kKChunkSuperBlocks];
   uint8_t Ls[kKChunkSuperBlocks * kGroups], Lm[kKChunkSuperBlocks * kGroups];

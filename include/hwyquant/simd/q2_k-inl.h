@@ -34,13 +34,7 @@ struct Q2KCodec {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     constexpr int kGroups = kSuperBlock / 16;
-    HWY_ALIGN float xt[kKMaxSearchVectors * 16 * kMaxGroupLanes];
-    HWY_ALIGN float wt[kKMaxSearchVectors * 16 * kMaxGroupLanes];
     HWY_ALIGN int32_t lt_chunk[kKChunkSuperBlocks * kSuperBlock];
-    HWY_ALIGN float lane_scale[kKMaxSearchVectors * kMaxGroupLanes];
-    HWY_ALIGN float lane_min[kKMaxSearchVectors * kMaxGroupLanes];
-    HWY_ALIGN float lane_sw[kKMaxSearchVectors * kMaxGroupLanes];
-    HWY_ALIGN float lane_sigma2[kMaxGroupLanes];
     float scales[kKChunkSuperBlocks * kGroups];
     float mins[kKChunkSuperBlocks * kGroups];
     float sw[kKChunkSuperBlocks * kGroups];
@@ -58,56 +52,13 @@ struct Q2KCodec {
           sigma2[s] = KSumSquares256(xc + s * kSuperBlock) / kSuperBlock;
         }
       }
-      const size_t groups = nsb * kGroups;
-      // Two vectors of groups per search while that many remain (see KMakeQkxQuants).
-      for (size_t g0 = 0; g0 < groups; g0 += kKMaxSearchVectors * N) {
-        const size_t cnt = std::min(kKMaxSearchVectors * N, groups - g0);
-        const int vectors = static_cast<int>((cnt + N - 1) / N);
-        int32_t* HWY_RESTRICT lt = lt_chunk + g0 * 16;
-        for (int v = 0; v < vectors; ++v) {
-          const size_t vg0 = g0 + v * N;
-          const size_t vcnt = std::min(N, groups - vg0);
-          float* HWY_RESTRICT xv = xt + v * 16 * N;
-          float* HWY_RESTRICT wv = wt + v * 16 * N;
-          KTransposeIn(df, xc + vg0 * 16, vcnt, 16, xv);
-          if (imatrix == nullptr) {
-            for (int i = 0; i < 16; ++i) {
-              hn::Store(hn::Abs(hn::Load(df, xv + i * N)), df, wv + i * N);
-            }
-            continue;
-          }
-          KTransposeIn(df, imatrix + sb0 * kSuperBlock + vg0 * 16, vcnt, 16, wv);
-          for (size_t lane = 0; lane < N; ++lane) {
-            lane_sigma2[lane] = lane < vcnt ? sigma2[(vg0 + lane) / kGroups] : 0.0f;
-          }
-          const V vsigma2 = hn::Load(df, lane_sigma2);
-          V sumw = hn::Zero(df);
-          for (int i = 0; i < 16; ++i) {
-            const V xi = hn::Load(df, xv + i * N);
-            const V w =
-                hn::Mul(hn::Load(df, wv + i * N), hn::Sqrt(hn::Add(vsigma2, hn::Mul(xi, xi))));
-            hn::Store(w, df, wv + i * N);
-            sumw = hn::Add(sumw, w);
-          }
-          hn::Store(sumw, df, lane_sw + v * N);
-        }
-        V scale[kKMaxSearchVectors], min[kKMaxSearchVectors];
-        if (imatrix == nullptr) {
-          KMakeQkxQuantsOf<16, true, true>(df, vectors, xt, wt, 3, -0.5f, 0.1f, 15, scale, min, lt);
-        } else {
-          KMakeQkxQuantsOf<16, false, false>(df, vectors, xt, wt, 3, -0.9f, 0.05f, 36, scale, min,
-                                             lt);
-        }
-        for (int v = 0; v < vectors; ++v) {
-          hn::Store(scale[v], df, lane_scale + v * N);
-          hn::Store(min[v], df, lane_min + v * N);
-        }
-        for (size_t lane = 0; lane < cnt; ++lane) {
-          scales[g0 + lane] = lane_scale[lane];
-          mins[g0 + lane] = lane_min[lane];
-          sw[g0 + lane] = imatrix ? lane_sw[lane] : 0.0f;
-        }
-      }
+      // make_qkx2_quants' weights: |x|.
+      const auto unweighted = [&](const float* HWY_RESTRICT xv, float* HWY_RESTRICT wv) {
+        for (int i = 0; i < 16; ++i) hn::Store(hn::Abs(hn::Load(df, xv + i * N)), df, wv + i * N);
+      };
+      KSearchScaleMinGroups<16, true>(df, xc, nsb, imatrix ? imatrix + sb0 * kSuperBlock : nullptr,
+                                      sigma2, 3, -0.5f, 0.1f, 15, unweighted, scales, mins, sw,
+                                      lt_chunk);
       if (imatrix) {
         KMakeQpQuantsSets(df, kGroups, 15, scales, sw, nsb, d_block, Ls);
         KMakeQpQuantsSets(df, kGroups, 15, mins, sw, nsb, m_block, Lm);

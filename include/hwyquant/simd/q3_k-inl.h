@@ -58,7 +58,6 @@ struct Q3KCodec {
     HWY_ALIGN int32_t lt_chunk[kKChunkSuperBlocks * kSuperBlock];
     HWY_ALIGN float lane_scale[kMaxGroupLanes];
     HWY_ALIGN float lane_sw[kMaxGroupLanes];
-    HWY_ALIGN float lane_sigma2[kMaxGroupLanes];
     float scales[kKChunkSuperBlocks * kGroups];
     float sw[kKChunkSuperBlocks * kGroups];
     float sigma2[kKChunkSuperBlocks];
@@ -82,20 +81,8 @@ struct Q3KCodec {
         if (imatrix == nullptr) {
           scale = KMakeQ3Quants(df, 16, 4, xt, lt);
         } else {
-          KTransposeIn(df, imatrix + sb0 * kSuperBlock + g0 * 16, cnt, 16, wt);
-          for (size_t lane = 0; lane < N; ++lane) {
-            lane_sigma2[lane] = lane < cnt ? sigma2[(g0 + lane) / kGroups] : 0.0f;
-          }
-          const V vsigma2 = hn::Load(df, lane_sigma2);
-          V sumw = hn::Zero(df);
-          for (int i = 0; i < 16; ++i) {
-            const V xi = hn::Load(df, xt + i * N);
-            const V w =
-                hn::Mul(hn::Load(df, wt + i * N), hn::Sqrt(hn::Add(vsigma2, hn::Mul(xi, xi))));
-            hn::Store(w, df, wt + i * N);
-            sumw = hn::Add(sumw, w);
-          }
-          hn::Store(sumw, df, lane_sw);
+          hn::Store(KImatrixWeights(df, 16, imatrix + sb0 * kSuperBlock, sigma2, g0, cnt, xt, wt),
+                    df, lane_sw);
           scale = KMakeQxQuants<16>(df, 4, xt, wt, lt);
         }
         hn::Store(scale, df, lane_scale);
