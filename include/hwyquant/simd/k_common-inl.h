@@ -27,7 +27,7 @@ namespace hwyquant::kernels {
 inline constexpr int kKChunkSuperBlocks = 4;
 
 // Vectors of groups that KMakeQkxQuants searches side by side: one leaves the FP pipes idle
-// while each lane's chain of dependent adds and divisions runs; two measured 18-60% faster
+// while each lane's chain of dependent adds and divisions runs; two measured 14-60% faster
 // (q2_K, q4_K, q5_K on AVX3 and AVX2), four only -1% to +10% more for q2_K.
 inline constexpr size_t kKMaxSearchVectors = 2;
 
