@@ -151,10 +151,136 @@ HWY_INLINE hn::Vec<DI> KLoadBytes(DI di, const uint8_t* HWY_RESTRICT p) {
   return hn::PromoteTo(di, hn::LoadU(d8, p));
 }
 
+#if HWY_HAVE_SCALABLE
+// Scalable targets (SVE, RVV): their vectors are sizeless and cannot form arrays, so they
+// search one vector at a time, with the single-vector form of the search below.
+template <int kGroup, bool kUseMad, bool kStrictEqual, int kVectors, class DF>
+HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt, const float* HWY_RESTRICT wt,
+                               int nmax, float rmin, float rdelta, int nstep,
+                               float* HWY_RESTRICT scale_out, float* HWY_RESTRICT min_out,
+                               int32_t* HWY_RESTRICT lt) {
+  static_assert(kVectors == 1, "sizeless vectors cannot form the arrays two vectors need");
+  using V = hn::Vec<DF>;
+  const hn::RebindToSigned<DF> di;
+  const size_t N = hn::Lanes(df);
+  HWY_ALIGN float laux[kGroup * kMaxGroupLanes];
+
+  V min = hn::Load(df, xt);
+  V max = min;
+  V sum_w = hn::Load(df, wt);
+  V sum_x = hn::Mul(sum_w, min);
+  // NaN payloads reach nearest_int's integer result, which the float path below cannot mimic.
+  auto has_nan = hn::IsNaN(min);
+  for (int i = 1; i < kGroup; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    has_nan = hn::Or(has_nan, hn::IsNaN(x));
+    min = hn::IfThenElse(hn::Lt(x, min), x, min);
+    max = hn::IfThenElse(hn::Gt(x, max), x, max);
+    const V w = hn::Load(df, wt + i * N);
+    sum_w = hn::Add(sum_w, w);
+    sum_x = hn::Add(sum_x, hn::Mul(w, x));
+  }
+  const V zero = hn::Zero(df);
+  const V data_min = min;
+  min = hn::IfThenElse(hn::Gt(min, zero), zero, min);
+  const auto degenerate = kStrictEqual ? hn::Eq(max, min) : hn::Le(max, min);
+  // Degenerate lanes return early in ggml; they must not pick up search results here.
+  const auto live = hn::Not(degenerate);
+
+  V iscale = hn::Div(hn::Set(df, static_cast<float>(nmax)), hn::Sub(max, min));
+  V scale = hn::Div(hn::Set(df, 1.0f), iscale);
+  V best_error = zero;
+  for (int i = 0; i < kGroup; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    const V w = hn::Load(df, wt + i * N);
+    const auto l = KClamp(di, NearestInt(df, hn::Mul(iscale, hn::Sub(x, min))), 0, nmax);
+    V diff = hn::Sub(hn::Add(hn::Mul(scale, hn::ConvertTo(df, l)), min), x);
+    diff = kUseMad ? hn::Abs(diff) : hn::Mul(diff, diff);
+    best_error = hn::Add(best_error, hn::Mul(w, diff));
+  }
+  // The winning levels are recomputed at the end from the winner's iscale and min.
+  V best_iscale = iscale;
+  V best_level_min = min;
+
+  for (int is = 0; is <= nstep; ++is) {
+    const float numerator = rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax);
+    iscale = hn::Div(hn::Set(df, numerator), hn::Sub(max, min));
+    // Every x - min lies between data_min - min and max - min (rounding is monotonic), so this
+    // bounds |iscale * (x - min)|. Below 2^21, rounding in float (ties to even) and clamping
+    // equal nearest_int's wrapped integer result exactly; lanes past it (huge spans, Inf, NaN)
+    // (and groups holding a NaN) take the integer path. Non-live lanes are discarded, so they do
+    // not count. A -0.0 from rounding a tiny negative product only ever meets sums that start at +0
+    // and products that are squared or added to nonzero values, so it cannot change a result bit.
+    const V span = hn::Max(hn::Abs(hn::Sub(max, min)), hn::Abs(hn::Sub(data_min, min)));
+    const auto in_range =
+        hn::AndNot(has_nan, hn::Lt(hn::Mul(hn::Abs(iscale), span), hn::Set(df, 2097152.0f)));
+    V sum_l = zero, sum_l2 = zero, sum_xl = zero;
+    if (hn::AllFalse(df, hn::AndNot(in_range, live))) {
+      const V vnmax = hn::Set(df, static_cast<float>(nmax));
+      for (int i = 0; i < kGroup; ++i) {
+        const V x = hn::Load(df, xt + i * N);
+        const V w = hn::Load(df, wt + i * N);
+        const V lf = hn::Min(hn::Max(hn::Round(hn::Mul(iscale, hn::Sub(x, min))), zero), vnmax);
+        hn::Store(lf, df, laux + i * N);
+        const V wl = hn::Mul(w, lf);
+        sum_l = hn::Add(sum_l, wl);
+        sum_l2 = hn::Add(sum_l2, hn::Mul(wl, lf));
+        sum_xl = hn::Add(sum_xl, hn::Mul(wl, x));
+      }
+    } else {
+      for (int i = 0; i < kGroup; ++i) {
+        const V x = hn::Load(df, xt + i * N);
+        const V w = hn::Load(df, wt + i * N);
+        const auto l = KClamp(di, NearestInt(df, hn::Mul(iscale, hn::Sub(x, min))), 0, nmax);
+        const V lf = hn::ConvertTo(df, l);
+        hn::Store(lf, df, laux + i * N);
+        const V wl = hn::Mul(w, lf);
+        sum_l = hn::Add(sum_l, wl);
+        sum_l2 = hn::Add(sum_l2, hn::Mul(wl, lf));
+        sum_xl = hn::Add(sum_xl, hn::Mul(wl, x));
+      }
+    }
+    const V D = hn::Sub(hn::Mul(sum_w, sum_l2), hn::Mul(sum_l, sum_l));
+    const auto positive = hn::And(live, hn::Gt(D, zero));
+    if (hn::AllFalse(df, positive)) continue;
+    V this_scale = hn::Div(hn::Sub(hn::Mul(sum_w, sum_xl), hn::Mul(sum_x, sum_l)), D);
+    V this_min = hn::Div(hn::Sub(hn::Mul(sum_l2, sum_x), hn::Mul(sum_l, sum_xl)), D);
+    const auto min_positive = hn::Gt(this_min, zero);
+    this_min = hn::IfThenElse(min_positive, zero, this_min);
+    this_scale = hn::IfThenElse(min_positive, hn::Div(sum_xl, sum_l2), this_scale);
+    V cur_error = zero;
+    for (int i = 0; i < kGroup; ++i) {
+      const V x = hn::Load(df, xt + i * N);
+      const V w = hn::Load(df, wt + i * N);
+      V diff = hn::Sub(hn::Add(hn::Mul(this_scale, hn::Load(df, laux + i * N)), this_min), x);
+      diff = kUseMad ? hn::Abs(diff) : hn::Mul(diff, diff);
+      cur_error = hn::Add(cur_error, hn::Mul(w, diff));
+    }
+    const auto better = hn::And(positive, hn::Lt(cur_error, best_error));
+    best_error = hn::IfThenElse(better, cur_error, best_error);
+    scale = hn::IfThenElse(better, this_scale, scale);
+    best_iscale = hn::IfThenElse(better, iscale, best_iscale);
+    best_level_min = hn::IfThenElse(better, min, best_level_min);
+    min = hn::IfThenElse(better, this_min, min);
+  }
+
+  const auto keep = hn::RebindMask(di, live);
+  for (int i = 0; i < kGroup; ++i) {
+    const V x = hn::Load(df, xt + i * N);
+    const auto l =
+        KClamp(di, NearestInt(df, hn::Mul(best_iscale, hn::Sub(x, best_level_min))), 0, nmax);
+    hn::Store(hn::IfThenElseZero(keep, l), di, lt + i * N);
+  }
+  hn::Store(hn::IfThenElse(degenerate, zero, scale), df, scale_out);
+  hn::Store(hn::Neg(min), df, min_out);
+}
+
+#else
 // make_qkx2_quants (kStrictEqual: max == min means an all-equal group) and make_qkx3_quants
 // (max <= min), n = kGroup, with weights, for kVectors * Lanes(df) groups. xt/wt are
-// transposed inputs, vector v's at xt + v * kGroup * N; returns the scale per lane in
-// scale_out[v] and -min in min_out[v], and the levels in lt (transposed int32, laid out as xt).
+// transposed inputs, vector v's at xt + v * kGroup * N; stores the scale per lane at
+// scale_out + v * N and -min at min_out + v * N, and the levels in lt (transposed int32, laid out
+// as xt).
 // Note that ggml updates `min` inside the search, so later candidate scales depend on earlier
 // winners; every lane tracks its own. Each lane's sums are one dependent chain of adds, and
 // the search alternates two of them with divisions between, so a single vector leaves the
@@ -162,8 +288,8 @@ HWY_INLINE hn::Vec<DI> KLoadBytes(DI di, const uint8_t* HWY_RESTRICT p) {
 template <int kGroup, bool kUseMad, bool kStrictEqual, int kVectors, class DF>
 HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt, const float* HWY_RESTRICT wt,
                                int nmax, float rmin, float rdelta, int nstep,
-                               hn::Vec<DF>* HWY_RESTRICT scale_out,
-                               hn::Vec<DF>* HWY_RESTRICT min_out, int32_t* HWY_RESTRICT lt) {
+                               float* HWY_RESTRICT scale_out, float* HWY_RESTRICT min_out,
+                               int32_t* HWY_RESTRICT lt) {
   using V = hn::Vec<DF>;
   using M = hn::Mask<DF>;
   const hn::RebindToSigned<DF> di;
@@ -320,24 +446,28 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt, const float*
           di, NearestInt(df, hn::Mul(best_iscale[v], hn::Sub(x, best_level_min[v]))), 0, nmax);
       hn::Store(hn::IfThenElseZero(keep, l), di, lt + v * stride + i * N);
     }
-    scale_out[v] = hn::IfThenElse(degenerate[v], zero, scale[v]);
-    min_out[v] = hn::Neg(min[v]);
+    hn::Store(hn::IfThenElse(degenerate[v], zero, scale[v]), df, scale_out + v * N);
+    hn::Store(hn::Neg(min[v]), df, min_out + v * N);
   }
 }
+#endif  // HWY_HAVE_SCALABLE
 
 // KMakeQkxQuants for `vectors` (1 to kKMaxSearchVectors) vectors of groups, laid out as there.
 template <int kGroup, bool kUseMad, bool kStrictEqual, class DF>
 HWY_INLINE void KMakeQkxQuantsOf(DF df, int vectors, const float* HWY_RESTRICT xt,
                                  const float* HWY_RESTRICT wt, int nmax, float rmin, float rdelta,
-                                 int nstep, hn::Vec<DF>* HWY_RESTRICT scale_out,
-                                 hn::Vec<DF>* HWY_RESTRICT min_out, int32_t* HWY_RESTRICT lt) {
+                                 int nstep, float* HWY_RESTRICT scale_out,
+                                 float* HWY_RESTRICT min_out, int32_t* HWY_RESTRICT lt) {
+#if !HWY_HAVE_SCALABLE
   if (vectors == 2) {
     KMakeQkxQuants<kGroup, kUseMad, kStrictEqual, 2>(df, xt, wt, nmax, rmin, rdelta, nstep,
                                                      scale_out, min_out, lt);
-  } else {
-    KMakeQkxQuants<kGroup, kUseMad, kStrictEqual, 1>(df, xt, wt, nmax, rmin, rdelta, nstep,
-                                                     scale_out, min_out, lt);
+    return;
   }
+#endif
+  (void)vectors;
+  KMakeQkxQuants<kGroup, kUseMad, kStrictEqual, 1>(df, xt, wt, nmax, rmin, rdelta, nstep, scale_out,
+                                                   min_out, lt);
 }
 
 // ggml's scale-and-min search for every group of kGroup values in a chunk of nsb super-blocks at
@@ -355,14 +485,15 @@ HWY_INLINE void KSearchScaleMinGroups(DF df, const float* HWY_RESTRICT x, size_t
                                       float* HWY_RESTRICT sw, int32_t* HWY_RESTRICT lt_chunk) {
   using V = hn::Vec<DF>;
   const size_t N = hn::Lanes(df);
+  const size_t search_vectors = HWY_HAVE_SCALABLE ? 1 : kKMaxSearchVectors;
   HWY_ALIGN float xt[kKMaxSearchVectors * kGroup * kMaxGroupLanes];
   HWY_ALIGN float wt[kKMaxSearchVectors * kGroup * kMaxGroupLanes];
   HWY_ALIGN float lane_scale[kKMaxSearchVectors * kMaxGroupLanes];
   HWY_ALIGN float lane_min[kKMaxSearchVectors * kMaxGroupLanes];
   HWY_ALIGN float lane_sw[kKMaxSearchVectors * kMaxGroupLanes];
   const size_t groups = nsb * static_cast<size_t>(kSuperBlock / kGroup);
-  for (size_t g0 = 0; g0 < groups; g0 += kKMaxSearchVectors * N) {
-    const size_t cnt = std::min(kKMaxSearchVectors * N, groups - g0);
+  for (size_t g0 = 0; g0 < groups; g0 += search_vectors * N) {
+    const size_t cnt = std::min(search_vectors * N, groups - g0);
     const int vectors = static_cast<int>((cnt + N - 1) / N);
     int32_t* HWY_RESTRICT lt = lt_chunk + g0 * kGroup;
     for (int v = 0; v < vectors; ++v) {
@@ -378,17 +509,12 @@ HWY_INLINE void KSearchScaleMinGroups(DF df, const float* HWY_RESTRICT x, size_t
         hn::Store(sumw, df, lane_sw + v * N);
       }
     }
-    V scale[kKMaxSearchVectors], min[kKMaxSearchVectors];
     if (imatrix == nullptr) {
-      KMakeQkxQuantsOf<kGroup, kUseMad, true>(df, vectors, xt, wt, nmax, rmin, rdelta, nstep, scale,
-                                              min, lt);
+      KMakeQkxQuantsOf<kGroup, kUseMad, true>(df, vectors, xt, wt, nmax, rmin, rdelta, nstep,
+                                              lane_scale, lane_min, lt);
     } else {
-      KMakeQkxQuantsOf<kGroup, false, false>(df, vectors, xt, wt, nmax, -0.9f, 0.05f, 36, scale,
-                                             min, lt);
-    }
-    for (int v = 0; v < vectors; ++v) {
-      hn::Store(scale[v], df, lane_scale + v * N);
-      hn::Store(min[v], df, lane_min + v * N);
+      KMakeQkxQuantsOf<kGroup, false, false>(df, vectors, xt, wt, nmax, -0.9f, 0.05f, 36,
+                                             lane_scale, lane_min, lt);
     }
     for (size_t lane = 0; lane < cnt; ++lane) {
       scales[g0 + lane] = lane_scale[lane];
