@@ -151,6 +151,80 @@ HWY_INLINE hn::Vec<DI> KLoadBytes(DI di, const uint8_t* HWY_RESTRICT p) {
   return hn::PromoteTo(di, hn::LoadU(d8, p));
 }
 
+// The start of make_qkx2/qkx3_quants for one vector of groups (xv, wv transposed): the group
+// statistics, and the fit and error of the scale from the data's own range. Results go through
+// pointers because scalable targets' sizeless vectors cannot be struct members.
+template <int kGroup, bool kUseMad, bool kStrictEqual, class DF>
+HWY_INLINE void KQkxInitialFit(DF df, const float* HWY_RESTRICT xv, const float* HWY_RESTRICT wv,
+                               int nmax, hn::Vec<DF>* min, hn::Vec<DF>* max, hn::Vec<DF>* sum_w,
+                               hn::Vec<DF>* sum_x, hn::Vec<DF>* data_min, hn::Mask<DF>* has_nan,
+                               hn::Mask<DF>* degenerate, hn::Vec<DF>* scale, hn::Vec<DF>* iscale,
+                               hn::Vec<DF>* error) {
+  using V = hn::Vec<DF>;
+  const hn::RebindToSigned<DF> di;
+  const size_t N = hn::Lanes(df);
+  V lo = hn::Load(df, xv);
+  V hi = lo;
+  V sw = hn::Load(df, wv);
+  V sx = hn::Mul(sw, lo);
+  // NaN payloads reach nearest_int's integer result, which the float path below cannot mimic.
+  auto nan = hn::IsNaN(lo);
+  for (int i = 1; i < kGroup; ++i) {
+    const V x = hn::Load(df, xv + i * N);
+    nan = hn::Or(nan, hn::IsNaN(x));
+    lo = hn::IfThenElse(hn::Lt(x, lo), x, lo);
+    hi = hn::IfThenElse(hn::Gt(x, hi), x, hi);
+    const V w = hn::Load(df, wv + i * N);
+    sw = hn::Add(sw, w);
+    sx = hn::Add(sx, hn::Mul(w, x));
+  }
+  const V zero = hn::Zero(df);
+  const V m = hn::IfThenElse(hn::Gt(lo, zero), zero, lo);
+  const V is = hn::Div(hn::Set(df, static_cast<float>(nmax)), hn::Sub(hi, m));
+  const V sc = hn::Div(hn::Set(df, 1.0f), is);
+  V err = zero;
+  for (int i = 0; i < kGroup; ++i) {
+    const V x = hn::Load(df, xv + i * N);
+    const V w = hn::Load(df, wv + i * N);
+    const auto l = KClamp(di, NearestInt(df, hn::Mul(is, hn::Sub(x, m))), 0, nmax);
+    V diff = hn::Sub(hn::Add(hn::Mul(sc, hn::ConvertTo(df, l)), m), x);
+    diff = kUseMad ? hn::Abs(diff) : hn::Mul(diff, diff);
+    err = hn::Add(err, hn::Mul(w, diff));
+  }
+  *min = m;
+  *max = hi;
+  *sum_w = sw;
+  *sum_x = sx;
+  *data_min = lo;
+  *has_nan = nan;
+  *degenerate = kStrictEqual ? hn::Eq(hi, m) : hn::Le(hi, m);
+  *scale = sc;
+  *iscale = is;
+  *error = err;
+}
+
+// The end of make_qkx2/qkx3_quants for one vector of groups: the winner's levels (zero in
+// degenerate lanes, which return early in ggml) to lv, its scale to scale_out and -min to min_out.
+template <int kGroup, class DF>
+HWY_INLINE void KQkxStoreResult(DF df, const float* HWY_RESTRICT xv, int nmax,
+                                hn::Vec<DF> best_iscale, hn::Vec<DF> best_level_min,
+                                hn::Mask<DF> degenerate, hn::Vec<DF> scale, hn::Vec<DF> min,
+                                int32_t* HWY_RESTRICT lv, float* HWY_RESTRICT scale_out,
+                                float* HWY_RESTRICT min_out) {
+  using V = hn::Vec<DF>;
+  const hn::RebindToSigned<DF> di;
+  const size_t N = hn::Lanes(df);
+  const auto drop = hn::RebindMask(di, degenerate);
+  for (int i = 0; i < kGroup; ++i) {
+    const V x = hn::Load(df, xv + i * N);
+    const auto l =
+        KClamp(di, NearestInt(df, hn::Mul(best_iscale, hn::Sub(x, best_level_min))), 0, nmax);
+    hn::Store(hn::IfThenZeroElse(drop, l), di, lv + i * N);
+  }
+  hn::Store(hn::IfThenElse(degenerate, hn::Zero(df), scale), df, scale_out);
+  hn::Store(hn::Neg(min), df, min_out);
+}
+
 #if HWY_HAVE_SCALABLE
 // Scalable targets (SVE, RVV): their vectors are sizeless and cannot form arrays, so they
 // search one vector at a time, with the single-vector form of the search below.
@@ -165,39 +239,14 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt, const float*
   const size_t N = hn::Lanes(df);
   HWY_ALIGN float laux[kGroup * kMaxGroupLanes];
 
-  V min = hn::Load(df, xt);
-  V max = min;
-  V sum_w = hn::Load(df, wt);
-  V sum_x = hn::Mul(sum_w, min);
-  // NaN payloads reach nearest_int's integer result, which the float path below cannot mimic.
-  auto has_nan = hn::IsNaN(min);
-  for (int i = 1; i < kGroup; ++i) {
-    const V x = hn::Load(df, xt + i * N);
-    has_nan = hn::Or(has_nan, hn::IsNaN(x));
-    min = hn::IfThenElse(hn::Lt(x, min), x, min);
-    max = hn::IfThenElse(hn::Gt(x, max), x, max);
-    const V w = hn::Load(df, wt + i * N);
-    sum_w = hn::Add(sum_w, w);
-    sum_x = hn::Add(sum_x, hn::Mul(w, x));
-  }
+  V min, max, sum_w, sum_x, data_min, scale, iscale, best_error;
+  hn::Mask<DF> has_nan, degenerate;
+  KQkxInitialFit<kGroup, kUseMad, kStrictEqual>(df, xt, wt, nmax, &min, &max, &sum_w, &sum_x,
+                                                &data_min, &has_nan, &degenerate, &scale, &iscale,
+                                                &best_error);
   const V zero = hn::Zero(df);
-  const V data_min = min;
-  min = hn::IfThenElse(hn::Gt(min, zero), zero, min);
-  const auto degenerate = kStrictEqual ? hn::Eq(max, min) : hn::Le(max, min);
   // Degenerate lanes return early in ggml; they must not pick up search results here.
   const auto live = hn::Not(degenerate);
-
-  V iscale = hn::Div(hn::Set(df, static_cast<float>(nmax)), hn::Sub(max, min));
-  V scale = hn::Div(hn::Set(df, 1.0f), iscale);
-  V best_error = zero;
-  for (int i = 0; i < kGroup; ++i) {
-    const V x = hn::Load(df, xt + i * N);
-    const V w = hn::Load(df, wt + i * N);
-    const auto l = KClamp(di, NearestInt(df, hn::Mul(iscale, hn::Sub(x, min))), 0, nmax);
-    V diff = hn::Sub(hn::Add(hn::Mul(scale, hn::ConvertTo(df, l)), min), x);
-    diff = kUseMad ? hn::Abs(diff) : hn::Mul(diff, diff);
-    best_error = hn::Add(best_error, hn::Mul(w, diff));
-  }
   // The winning levels are recomputed at the end from the winner's iscale and min.
   V best_iscale = iscale;
   V best_level_min = min;
@@ -264,15 +313,8 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt, const float*
     min = hn::IfThenElse(better, this_min, min);
   }
 
-  const auto keep = hn::RebindMask(di, live);
-  for (int i = 0; i < kGroup; ++i) {
-    const V x = hn::Load(df, xt + i * N);
-    const auto l =
-        KClamp(di, NearestInt(df, hn::Mul(best_iscale, hn::Sub(x, best_level_min))), 0, nmax);
-    hn::Store(hn::IfThenElseZero(keep, l), di, lt + i * N);
-  }
-  hn::Store(hn::IfThenElse(degenerate, zero, scale), df, scale_out);
-  hn::Store(hn::Neg(min), df, min_out);
+  KQkxStoreResult<kGroup>(df, xt, nmax, best_iscale, best_level_min, degenerate, scale, min, lt,
+                          scale_out, min_out);
 }
 
 #else
@@ -304,43 +346,12 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt, const float*
   for (int v = 0; v < kVectors; ++v) {
     const float* HWY_RESTRICT xv = xt + v * stride;
     const float* HWY_RESTRICT wv = wt + v * stride;
-    V lo = hn::Load(df, xv);
-    V hi = lo;
-    V sw = hn::Load(df, wv);
-    V sx = hn::Mul(sw, lo);
-    // NaN payloads reach nearest_int's integer result, which the float path below cannot mimic.
-    auto nan = hn::IsNaN(lo);
-    for (int i = 1; i < kGroup; ++i) {
-      const V x = hn::Load(df, xv + i * N);
-      nan = hn::Or(nan, hn::IsNaN(x));
-      lo = hn::IfThenElse(hn::Lt(x, lo), x, lo);
-      hi = hn::IfThenElse(hn::Gt(x, hi), x, hi);
-      const V w = hn::Load(df, wv + i * N);
-      sw = hn::Add(sw, w);
-      sx = hn::Add(sx, hn::Mul(w, x));
-    }
-    has_nan[v] = nan;
-    data_min[v] = lo;
-    max[v] = hi;
-    sum_w[v] = sw;
-    sum_x[v] = sx;
-    min[v] = hn::IfThenElse(hn::Gt(lo, zero), zero, lo);
-    degenerate[v] = kStrictEqual ? hn::Eq(hi, min[v]) : hn::Le(hi, min[v]);
+    V iscale;
+    KQkxInitialFit<kGroup, kUseMad, kStrictEqual>(
+        df, xv, wv, nmax, &min[v], &max[v], &sum_w[v], &sum_x[v], &data_min[v], &has_nan[v],
+        &degenerate[v], &scale[v], &iscale, &best_error[v]);
     // Degenerate lanes return early in ggml; they must not pick up search results here.
     live[v] = hn::Not(degenerate[v]);
-
-    const V iscale = hn::Div(hn::Set(df, static_cast<float>(nmax)), hn::Sub(hi, min[v]));
-    scale[v] = hn::Div(hn::Set(df, 1.0f), iscale);
-    V error = zero;
-    for (int i = 0; i < kGroup; ++i) {
-      const V x = hn::Load(df, xv + i * N);
-      const V w = hn::Load(df, wv + i * N);
-      const auto l = KClamp(di, NearestInt(df, hn::Mul(iscale, hn::Sub(x, min[v]))), 0, nmax);
-      V diff = hn::Sub(hn::Add(hn::Mul(scale[v], hn::ConvertTo(df, l)), min[v]), x);
-      diff = kUseMad ? hn::Abs(diff) : hn::Mul(diff, diff);
-      error = hn::Add(error, hn::Mul(w, diff));
-    }
-    best_error[v] = error;
     // The winning levels are recomputed at the end from the winner's iscale and min.
     best_iscale[v] = iscale;
     best_level_min[v] = min[v];
@@ -439,15 +450,9 @@ HWY_INLINE void KMakeQkxQuants(DF df, const float* HWY_RESTRICT xt, const float*
   }
 
   for (int v = 0; v < kVectors; ++v) {
-    const auto keep = hn::RebindMask(di, live[v]);
-    for (int i = 0; i < kGroup; ++i) {
-      const V x = hn::Load(df, xt + v * stride + i * N);
-      const auto l = KClamp(
-          di, NearestInt(df, hn::Mul(best_iscale[v], hn::Sub(x, best_level_min[v]))), 0, nmax);
-      hn::Store(hn::IfThenElseZero(keep, l), di, lt + v * stride + i * N);
-    }
-    hn::Store(hn::IfThenElse(degenerate[v], zero, scale[v]), df, scale_out + v * N);
-    hn::Store(hn::Neg(min[v]), df, min_out + v * N);
+    KQkxStoreResult<kGroup>(df, xt + v * stride, nmax, best_iscale[v], best_level_min[v],
+                            degenerate[v], scale[v], min[v], lt + v * stride, scale_out + v * N,
+                            min_out + v * N);
   }
 }
 #endif  // HWY_HAVE_SCALABLE
