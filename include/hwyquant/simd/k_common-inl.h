@@ -26,6 +26,10 @@ namespace hwyquant::kernels {
 // Super-blocks quantized together: enough sub-blocks to fill the widest vector several times.
 inline constexpr int kKChunkSuperBlocks = 4;
 
+// KMakeQ3QuantsFour pays from 16 lanes (AVX3: q3_K +18-25%); with 8 lanes (AVX2) it measured
+// no faster and with 4 (SSE4) 8% slower, their first passes skipping more idle elements.
+inline constexpr size_t kQ3FourMinLanes = 16;
+
 // Vectors of groups that KMakeQkxQuants searches side by side: one leaves the FP pipes idle
 // while each lane's chain of dependent adds and divisions runs; two measured 14-60% faster
 // (q2_K, q4_K, q5_K on AVX3 and AVX2), four only -1% to +10% more for q2_K.
@@ -636,79 +640,161 @@ HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int nmax, const float* HWY_RESTRICT 
   return hn::IfThenElse(all_zero, zero, scale);
 }
 
-// make_q3_quants with do_rmse (weights x*x), n = group, for Lanes(df) groups. The refinement
-// visits elements in order and updates each lane's running sums only where ggml's branch would
-// have, for up to five passes; a lane that had a pass without change stops as ggml breaks.
+// Working storage of make_q3_quants for one vector of groups (transposed, as xt).
+struct KQ3Scratch {
+  HWY_ALIGN float lf[16 * kMaxGroupLanes];   // levels as floats
+  HWY_ALIGN float wt[16 * kMaxGroupLanes];   // x*x, ggml's weight
+  HWY_ALIGN float wxt[16 * kMaxGroupLanes];  // (x*x)*x, as w*x[i] rounds it
+};
+
+// make_q3_quants' first levels and running sums for one vector of 16-value groups.
 template <class DF>
-HWY_INLINE hn::Vec<DF> KMakeQ3Quants(DF df, int group, int nmax, const float* HWY_RESTRICT xt,
-                                     int32_t* HWY_RESTRICT lt) {
+HWY_INLINE void KQ3Start(DF df, int nmax, const float* HWY_RESTRICT xt, KQ3Scratch* s,
+                         hn::Vec<DF>* sumlx_out, hn::Vec<DF>* suml2_out, hn::Mask<DF>* all_zero) {
   using V = hn::Vec<DF>;
   const hn::RebindToSigned<DF> di;
-  using VI = hn::Vec<decltype(di)>;
   const size_t N = hn::Lanes(df);
   const V zero = hn::Zero(df);
-  HWY_ALIGN float lf[32 * kMaxGroupLanes];
-  HWY_ALIGN float wt[32 * kMaxGroupLanes];   // x*x, ggml's weight
-  HWY_ALIGN float wxt[32 * kMaxGroupLanes];  // (x*x)*x, as w*x[i] rounds it
-
   V max = zero, amax = zero;
-  for (int i = 0; i < group; ++i) {
+  for (int i = 0; i < 16; ++i) {
     const V x = hn::Load(df, xt + i * N);
     const V ax = hn::Abs(x);
     const auto bigger = hn::Gt(ax, amax);
     amax = hn::IfThenElse(bigger, ax, amax);
     max = hn::IfThenElse(bigger, x, max);
   }
-  const auto all_zero = hn::Lt(amax, hn::Set(df, kGroupMaxEps));
+  *all_zero = hn::Lt(amax, hn::Set(df, kGroupMaxEps));
   const V iscale = hn::Div(hn::Set(df, static_cast<float>(-nmax)), max);
   V sumlx = zero, suml2 = zero;
-  for (int i = 0; i < group; ++i) {
+  for (int i = 0; i < 16; ++i) {
     const V x = hn::Load(df, xt + i * N);
     const V l = hn::ConvertTo(df, KClamp(di, NearestInt(df, hn::Mul(iscale, x)), -nmax, nmax - 1));
-    hn::Store(l, df, lf + i * N);
+    hn::Store(l, df, s->lf + i * N);
     const V w = hn::Mul(x, x);
     const V wx = hn::Mul(w, x);
-    hn::Store(w, df, wt + i * N);
-    hn::Store(wx, df, wxt + i * N);
+    hn::Store(w, df, s->wt + i * N);
+    hn::Store(wx, df, s->wxt + i * N);
     sumlx = hn::Add(sumlx, hn::Mul(wx, l));
     suml2 = hn::Add(suml2, hn::Mul(hn::Mul(w, l), l));
   }
-  auto active = hn::Not(all_zero);
-  for (int itry = 0; itry < 5; ++itry) {
-    auto changed = hn::Lt(zero, zero);  // all false
-    for (int i = 0; i < group; ++i) {
-      const V x = hn::Load(df, xt + i * N);
-      const V L = hn::Load(df, lf + i * N);
-      const V w = hn::Load(df, wt + i * N);
-      const V wx = hn::Load(df, wxt + i * N);
-      V slx = hn::Sub(sumlx, hn::Mul(wx, L));
-      const auto slx_positive = hn::Gt(slx, zero);
-      V sl2 = hn::Sub(suml2, hn::Mul(hn::Mul(w, L), L));
-      const V new_l = hn::ConvertTo(
-          df, KClamp(di, NearestInt(df, hn::Div(hn::Mul(x, sl2), slx)), -nmax, nmax - 1));
-      const auto candidate = hn::And(hn::And(active, slx_positive), hn::Ne(new_l, L));
-      // Converged elements are the common case; no lane can change here.
-      if (hn::AllFalse(df, candidate)) continue;
-      slx = hn::Add(slx, hn::Mul(wx, new_l));
-      sl2 = hn::Add(sl2, hn::Mul(hn::Mul(w, new_l), new_l));
-      const auto improves = hn::And(hn::Gt(sl2, zero), hn::Gt(hn::Mul(hn::Mul(slx, slx), suml2),
-                                                              hn::Mul(hn::Mul(sumlx, sumlx), sl2)));
-      const auto take = hn::And(candidate, improves);
-      hn::Store(hn::IfThenElse(take, new_l, L), df, lf + i * N);
-      sumlx = hn::IfThenElse(take, slx, sumlx);
-      suml2 = hn::IfThenElse(take, sl2, suml2);
-      changed = hn::Or(changed, take);
-    }
+  *sumlx_out = sumlx;
+  *suml2_out = suml2;
+}
+
+// One element of a make_q3_quants refinement pass: level i of each active lane moves where
+// ggml's branch would move it. kSkipIdle returns early when no lane has a candidate, which pays
+// where candidates are sparse; without it the steps of independent vectors can overlap.
+template <bool kSkipIdle, class DF>
+HWY_INLINE void KQ3Step(DF df, int nmax, const float* HWY_RESTRICT xt, KQ3Scratch* s, int i,
+                        hn::Mask<DF> active, hn::Vec<DF>* sumlx_io, hn::Vec<DF>* suml2_io,
+                        hn::Mask<DF>* changed) {
+  using V = hn::Vec<DF>;
+  const hn::RebindToSigned<DF> di;
+  const size_t N = hn::Lanes(df);
+  const V zero = hn::Zero(df);
+  const V sumlx = *sumlx_io;
+  const V suml2 = *suml2_io;
+  const V x = hn::Load(df, xt + i * N);
+  const V L = hn::Load(df, s->lf + i * N);
+  const V w = hn::Load(df, s->wt + i * N);
+  const V wx = hn::Load(df, s->wxt + i * N);
+  V slx = hn::Sub(sumlx, hn::Mul(wx, L));
+  const auto slx_positive = hn::Gt(slx, zero);
+  V sl2 = hn::Sub(suml2, hn::Mul(hn::Mul(w, L), L));
+  const V new_l =
+      hn::ConvertTo(df, KClamp(di, NearestInt(df, hn::Div(hn::Mul(x, sl2), slx)), -nmax, nmax - 1));
+  const auto candidate = hn::And(hn::And(active, slx_positive), hn::Ne(new_l, L));
+  if (kSkipIdle && hn::AllFalse(df, candidate)) return;
+  slx = hn::Add(slx, hn::Mul(wx, new_l));
+  sl2 = hn::Add(sl2, hn::Mul(hn::Mul(w, new_l), new_l));
+  const auto improves = hn::And(hn::Gt(sl2, zero), hn::Gt(hn::Mul(hn::Mul(slx, slx), suml2),
+                                                          hn::Mul(hn::Mul(sumlx, sumlx), sl2)));
+  const auto take = hn::And(candidate, improves);
+  hn::Store(hn::IfThenElse(take, new_l, L), df, s->lf + i * N);
+  *sumlx_io = hn::IfThenElse(take, slx, sumlx);
+  *suml2_io = hn::IfThenElse(take, sl2, suml2);
+  *changed = hn::Or(*changed, take);
+}
+
+// Refinement passes first_pass..4 of make_q3_quants for one vector; a lane that had a pass
+// without change stops, as ggml breaks.
+template <class DF>
+HWY_INLINE void KQ3Refine(DF df, int nmax, const float* HWY_RESTRICT xt, KQ3Scratch* s,
+                          int first_pass, hn::Mask<DF> active, hn::Vec<DF>* sumlx,
+                          hn::Vec<DF>* suml2) {
+  for (int itry = first_pass; itry < 5 && !hn::AllFalse(df, active); ++itry) {
+    auto changed = hn::FirstN(df, 0);
+    // Converged elements are the common case: most steps find no lane that can change.
+    for (int i = 0; i < 16; ++i) KQ3Step<true>(df, nmax, xt, s, i, active, sumlx, suml2, &changed);
     active = hn::And(active, changed);
-    if (hn::AllFalse(df, active)) break;
   }
+}
+
+// The levels (biased by nmax, zero for all-zero groups) to lt and the scale.
+template <class DF>
+HWY_INLINE hn::Vec<DF> KQ3Finish(DF df, int nmax, const KQ3Scratch* s, hn::Mask<DF> all_zero,
+                                 hn::Vec<DF> sumlx, hn::Vec<DF> suml2, int32_t* HWY_RESTRICT lt) {
+  using V = hn::Vec<DF>;
+  const hn::RebindToSigned<DF> di;
+  const size_t N = hn::Lanes(df);
+  const V zero = hn::Zero(df);
   const auto keep = hn::RebindMask(di, hn::Not(all_zero));
-  for (int i = 0; i < group; ++i) {
-    const VI l = hn::Add(hn::ConvertTo(di, hn::Load(df, lf + i * N)), hn::Set(di, nmax));
+  for (int i = 0; i < 16; ++i) {
+    const auto l = hn::Add(hn::ConvertTo(di, hn::Load(df, s->lf + i * N)), hn::Set(di, nmax));
     hn::Store(hn::IfThenElseZero(keep, l), di, lt + i * N);
   }
   const V result = hn::IfThenElseZero(hn::Gt(suml2, zero), hn::Div(sumlx, suml2));
   return hn::IfThenElse(all_zero, zero, result);
+}
+
+// make_q3_quants with do_rmse (weights x*x), n = 16, for Lanes(df) groups. The refinement
+// visits elements in order and updates each lane's running sums only where ggml's branch would
+// have, for up to five passes; a lane that had a pass without change stops as ggml breaks.
+template <class DF>
+HWY_INLINE hn::Vec<DF> KMakeQ3Quants(DF df, int nmax, const float* HWY_RESTRICT xt,
+                                     int32_t* HWY_RESTRICT lt) {
+  KQ3Scratch s;
+  hn::Vec<DF> sumlx, suml2;
+  hn::Mask<DF> all_zero;
+  KQ3Start(df, nmax, xt, &s, &sumlx, &suml2, &all_zero);
+  KQ3Refine(df, nmax, xt, &s, 0, hn::Not(all_zero), &sumlx, &suml2);
+  return KQ3Finish(df, nmax, &s, all_zero, sumlx, suml2, lt);
+}
+
+// KMakeQ3Quants for four vectors of groups, laid out one after another as KTransposeIn
+// leaves them (xt + v * 16 * N, levels likewise in lt, scales at scale + v * N). With 16 lanes
+// the first pass finds a lane that changes in most elements, so skipping idle elements saves
+// little there while each change holds up the next element for a division's chain; this runs
+// the four vectors' first passes without skipping, element by element, so their chains overlap.
+// The sparse later passes run per vector, skipping idle elements.
+template <class DF>
+HWY_INLINE void KMakeQ3QuantsFour(DF df, int nmax, const float* HWY_RESTRICT xt,
+                                  int32_t* HWY_RESTRICT lt, float* HWY_RESTRICT scale) {
+  const size_t N = hn::Lanes(df);
+  const size_t stride = 16 * N;
+  KQ3Scratch s0, s1, s2, s3;
+  hn::Vec<DF> sumlx0, suml20, sumlx1, suml21, sumlx2, suml22, sumlx3, suml23;
+  hn::Mask<DF> zero0, zero1, zero2, zero3;  // all-zero groups
+  KQ3Start(df, nmax, xt, &s0, &sumlx0, &suml20, &zero0);
+  KQ3Start(df, nmax, xt + stride, &s1, &sumlx1, &suml21, &zero1);
+  KQ3Start(df, nmax, xt + 2 * stride, &s2, &sumlx2, &suml22, &zero2);
+  KQ3Start(df, nmax, xt + 3 * stride, &s3, &sumlx3, &suml23, &zero3);
+  auto changed0 = hn::FirstN(df, 0), changed1 = changed0;
+  auto changed2 = changed0, changed3 = changed0;
+  for (int i = 0; i < 16; ++i) {
+    KQ3Step<false>(df, nmax, xt, &s0, i, hn::Not(zero0), &sumlx0, &suml20, &changed0);
+    KQ3Step<false>(df, nmax, xt + stride, &s1, i, hn::Not(zero1), &sumlx1, &suml21, &changed1);
+    KQ3Step<false>(df, nmax, xt + 2 * stride, &s2, i, hn::Not(zero2), &sumlx2, &suml22, &changed2);
+    KQ3Step<false>(df, nmax, xt + 3 * stride, &s3, i, hn::Not(zero3), &sumlx3, &suml23, &changed3);
+  }
+  KQ3Refine(df, nmax, xt, &s0, 1, hn::AndNot(zero0, changed0), &sumlx0, &suml20);
+  KQ3Refine(df, nmax, xt + stride, &s1, 1, hn::AndNot(zero1, changed1), &sumlx1, &suml21);
+  KQ3Refine(df, nmax, xt + 2 * stride, &s2, 1, hn::AndNot(zero2, changed2), &sumlx2, &suml22);
+  KQ3Refine(df, nmax, xt + 3 * stride, &s3, 1, hn::AndNot(zero3, changed3), &sumlx3, &suml23);
+  hn::Store(KQ3Finish(df, nmax, &s0, zero0, sumlx0, suml20, lt), df, scale);
+  hn::Store(KQ3Finish(df, nmax, &s1, zero1, sumlx1, suml21, lt + stride), df, scale + N);
+  hn::Store(KQ3Finish(df, nmax, &s2, zero2, sumlx2, suml22, lt + 2 * stride), df, scale + 2 * N);
+  hn::Store(KQ3Finish(df, nmax, &s3, zero3, sumlx3, suml23, lt + 3 * stride), df, scale + 3 * N);
 }
 
 // make_qp_quants (n values per lane, transposed in xt with weights wt) for Lanes(df)

@@ -53,10 +53,10 @@ struct Q3KCodec {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
     constexpr int kGroups = kSuperBlock / 16;
-    HWY_ALIGN float xt[16 * kMaxGroupLanes];
+    HWY_ALIGN float xt[4 * 16 * kMaxGroupLanes];
     HWY_ALIGN float wt[16 * kMaxGroupLanes];
     HWY_ALIGN int32_t lt_chunk[kKChunkSuperBlocks * kSuperBlock];
-    HWY_ALIGN float lane_scale[kMaxGroupLanes];
+    HWY_ALIGN float lane_scale[4 * kMaxGroupLanes];
     HWY_ALIGN float lane_sw[kMaxGroupLanes];
     float scales[kKChunkSuperBlocks * kGroups];
     float sw[kKChunkSuperBlocks * kGroups];
@@ -73,23 +73,33 @@ struct Q3KCodec {
         }
       }
       const size_t groups = nsb * kGroups;
-      for (size_t g0 = 0; g0 < groups; g0 += N) {
-        const size_t cnt = std::min(N, groups - g0);
+      for (size_t g0 = 0; g0 < groups;) {
         int32_t* HWY_RESTRICT lt = lt_chunk + g0 * 16;
-        KTransposeIn(df, xc + g0 * 16, cnt, 16, xt);
-        V scale;
-        if (imatrix == nullptr) {
-          scale = KMakeQ3Quants(df, 16, 4, xt, lt);
+        size_t cnt;  // groups done in this step
+        if (imatrix == nullptr && N >= kQ3FourMinLanes && groups - g0 >= 4 * N) {
+          cnt = 4 * N;
+          for (size_t v = 0; v < 4; ++v) {
+            KTransposeIn(df, xc + (g0 + v * N) * 16, N, 16, xt + v * 16 * N);
+          }
+          KMakeQ3QuantsFour(df, 4, xt, lt, lane_scale);
         } else {
-          hn::Store(KImatrixWeights(df, 16, imatrix + sb0 * kSuperBlock, sigma2, g0, cnt, xt, wt),
-                    df, lane_sw);
-          scale = KMakeQxQuants<16>(df, 4, xt, wt, lt);
+          cnt = std::min(N, groups - g0);
+          KTransposeIn(df, xc + g0 * 16, cnt, 16, xt);
+          V scale;
+          if (imatrix == nullptr) {
+            scale = KMakeQ3Quants(df, 4, xt, lt);
+          } else {
+            hn::Store(KImatrixWeights(df, 16, imatrix + sb0 * kSuperBlock, sigma2, g0, cnt, xt, wt),
+                      df, lane_sw);
+            scale = KMakeQxQuants<16>(df, 4, xt, wt, lt);
+          }
+          hn::Store(scale, df, lane_scale);
         }
-        hn::Store(scale, df, lane_scale);
         for (size_t lane = 0; lane < cnt; ++lane) {
           scales[g0 + lane] = lane_scale[lane];
           sw[g0 + lane] = imatrix ? lane_sw[lane] : 0.0f;
         }
+        g0 += cnt;
       }
 
       float d_block[kKChunkSuperBlocks];
