@@ -15,6 +15,7 @@
 //   GatherTransposed(df, base, offsets, count, t)
 //                                t[i*N + lane] = base[offsets[lane] + i], i < count.
 //   MaxLane / MinLane(d, v)      horizontal extreme as a scalar (exact only without NaN lanes).
+//   FirstLargestMagnitude<n>(df, x)  ggml's first value of largest magnitude (NaNs never win).
 //   StoreBytes(di, v, out)       N int32 lanes holding 0..255 -> N bytes.
 // Related files: half-inl.h (exact f16/bf16 vectors), legacy_common-inl.h (first-wins block
 // extremes, one-block-per-lane imatrix searches), hwyquant/static-inl.h (the per-target
@@ -28,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 namespace hwyquant::kernels {
 
@@ -143,6 +145,35 @@ HWY_INLINE hn::TFromD<D> MaxLane(D d, hn::Vec<D> v) {
 template <class D>
 HWY_INLINE hn::TFromD<D> MinLane(D d, hn::Vec<D> v) {
   return hn::GetLane(hn::MinOfLanes(d, v));
+}
+
+// The scan `if (amax < fabsf(v)) { amax = fabsf(v); max = v; }` from amax = max = 0 over kCount
+// values (q4_0 / q5_0's blocks, q3_K / q6_K's sub-block scales): returns max, the first value
+// whose magnitude is the largest (NaNs never win). kCount must be a multiple of Lanes(df).
+template <size_t kCount, class DF>
+HWY_INLINE float FirstLargestMagnitude(DF df, const float* HWY_RESTRICT xb) {
+  static_assert(kCount <= 64, "one 64-bit mask of hits");
+  const size_t N = hn::Lanes(df);
+  auto amax = hn::Zero(df);
+  for (size_t i = 0; i < kCount; i += N) {
+    const auto v = hn::LoadU(df, xb + i);
+    amax = hn::Max(amax, hn::IfThenElseZero(hn::Eq(v, v), hn::Abs(v)));
+  }
+  const float largest = MaxLane(df, amax);
+  if (!(largest > 0.0f)) return 0.0f;  // nothing beat the initial 0: max stays +0
+  // Which value comes first is data-dependent and unpredictable, so it is found from one
+  // 64-bit mask (no branch per vector).
+  const auto target = hn::Set(df, largest);
+  uint64_t hits = 0;
+  for (size_t i = 0; i < kCount; i += N) {
+    uint8_t bytes[8] = {0};
+    hn::StoreMaskBits(df, hn::Eq(hn::Abs(hn::LoadU(df, xb + i)), target), bytes);
+    uint64_t chunk;
+    memcpy(&chunk, bytes, sizeof(chunk));
+    hits |= chunk << i;
+  }
+  // Some value equals the largest magnitude, so hits != 0.
+  return xb[hwy::Num0BitsBelowLS1Bit_Nonzero64(hits)];
 }
 
 // Packs the low byte of each int32 lane into N bytes at out (values must already be 0..255).

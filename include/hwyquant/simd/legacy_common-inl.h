@@ -37,33 +37,6 @@ namespace hwyquant::kernels::HWY_NAMESPACE {
 // Weights per legacy block.
 inline constexpr int kLegacyBlock = 32;
 
-// q4_0 / q5_0's scan `if (amax < fabsf(v)) { amax = fabsf(v); max = v; }` from amax = max = 0:
-// returns max, the first element whose magnitude is the block's largest (NaNs never win).
-template <class DF>
-HWY_INLINE float FirstLargestMagnitude(DF df, const float* HWY_RESTRICT xb) {
-  const size_t N = hn::Lanes(df);
-  auto amax = hn::Zero(df);
-  for (size_t i = 0; i < kLegacyBlock; i += N) {
-    const auto v = hn::LoadU(df, xb + i);
-    amax = hn::Max(amax, hn::IfThenElseZero(hn::Eq(v, v), hn::Abs(v)));
-  }
-  const float largest = MaxLane(df, amax);
-  if (!(largest > 0.0f)) return 0.0f;  // nothing beat the initial 0: max stays +0
-  // Which element comes first is data-dependent and unpredictable, so it is found from one
-  // 32-bit mask (no branch per chunk).
-  const auto target = hn::Set(df, largest);
-  uint64_t hits = 0;
-  for (size_t i = 0; i < kLegacyBlock; i += N) {
-    uint8_t bytes[8] = {0};
-    hn::StoreMaskBits(df, hn::Eq(hn::Abs(hn::LoadU(df, xb + i)), target), bytes);
-    uint64_t chunk;
-    memcpy(&chunk, bytes, sizeof(chunk));
-    hits |= chunk << i;
-  }
-  // Some element equals the largest magnitude, so hits != 0.
-  return xb[hwy::Num0BitsBelowLS1Bit_Nonzero64(hits)];
-}
-
 // q4_1 / q5_1's scan `if (v < min) min = v; if (v > max) max = v;` from FLT_MAX / -FLT_MAX.
 // Ties keep the first element, which only matters for the sign of a zero extreme.
 template <class DF>

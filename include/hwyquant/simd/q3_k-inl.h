@@ -27,15 +27,31 @@ struct Q3KCodec {
   static constexpr Type kType = Type::kQ3_K;
   using Block = BlockQ3_K;
 
-  // ORs the biased 6-bit scale l of sub-block j into the 12 zeroed scale bytes.
-  static void SetScale(int j, int l, uint8_t* HWY_RESTRICT scales) {
-    if (j < 8) {
-      scales[j] = static_cast<uint8_t>(l & 0xF);
-    } else {
-      scales[j - 8] = static_cast<uint8_t>(scales[j - 8] | ((l & 0xF) << 4));
+  // Packs the 16 biased 6-bit scales as ggml does: low nibbles of sub-blocks j and j + 8 share
+  // byte j, and the top two bits of sub-blocks k, k + 4, k + 8, k + 12 fill byte 8 + k.
+  static void PackScales(const int32_t* HWY_RESTRICT biased, uint8_t* HWY_RESTRICT scales) {
+    for (int j = 0; j < 8; ++j) {
+      scales[j] = static_cast<uint8_t>((biased[j] & 0xF) | ((biased[j + 8] & 0xF) << 4));
     }
-    l >>= 4;
-    scales[j % 4 + 8] = static_cast<uint8_t>(scales[j % 4 + 8] | (l << (2 * (j / 4))));
+    for (int k = 0; k < 4; ++k) {
+      scales[8 + k] =
+          static_cast<uint8_t>((biased[k] >> 4) | ((biased[k + 4] >> 4) << 2) |
+                               ((biased[k + 8] >> 4) << 4) | ((biased[k + 12] >> 4) << 6));
+    }
+  }
+
+  // ggml's MAX(-32, MIN(31, (int8_t)nearest_int(iscale * sc[j]))) + 32 for the 16 sub-blocks,
+  // the int8_t cast included (it only matters for NaN scales).
+  template <class DF>
+  static void QuantizeSubBlockScales(DF df, float iscale, const float* HWY_RESTRICT sc,
+                                     int32_t* HWY_RESTRICT biased) {
+    const hn::RebindToSigned<DF> di;
+    const size_t N = hn::Lanes(df);
+    const auto viscale = hn::Set(df, iscale);
+    for (size_t j = 0; j < kSuperBlock / 16; j += N) {
+      const auto l = LowByteSigned(di, NearestInt(df, hn::Mul(viscale, hn::LoadU(df, sc + j))));
+      hn::StoreU(hn::Add(KClamp(di, l, -32, 31), hn::Set(di, 32)), di, biased + j);
+    }
   }
 
   // The signed scale (-32..31) of sub-block j.
@@ -109,40 +125,29 @@ struct Q3KCodec {
       for (size_t s = 0; s < nsb; ++s) {
         Block& b = y[sb0 + s];
         const float* HWY_RESTRICT sc = scales + s * kGroups;
-        std::memset(b.scales, 0, sizeof(b.scales));
+        HWY_ALIGN int32_t biased[kGroups];  // each sub-block's 6-bit scale, ggml's l + 32
         if (imatrix == nullptr) {
-          float max_scale = 0;
-          float amax = 0;
-          for (int j = 0; j < kGroups; ++j) {
-            const float scale = std::fabs(sc[j]);
-            if (scale > amax) {
-              amax = scale;
-              max_scale = sc[j];
-            }
-          }
+          const float max_scale = FirstLargestMagnitude<kGroups>(df, sc);
           if (max_scale) {
             const float iscale = -32.f / max_scale;
-            for (int j = 0; j < kGroups; ++j) {
-              int8_t l = static_cast<int8_t>(::hwyquant::NearestInt(iscale * sc[j]));
-              l = static_cast<int8_t>(std::max<int>(-32, std::min<int>(31, l)) + 32);
-              SetScale(j, l, b.scales);
-            }
+            QuantizeSubBlockScales(df, iscale, sc, biased);
             b.d = F32ToF16(1 / iscale);
           } else {
+            // ggml leaves the scales zeroed: every sub-block's d is then 0 * -32.
+            std::fill(biased, biased + kGroups, 0);
             b.d = F32ToF16(0.f);
           }
         } else {
-          for (int j = 0; j < kGroups; ++j) {
-            SetScale(j, static_cast<int8_t>(Ls[s * kGroups + j]), b.scales);
-          }
+          for (int j = 0; j < kGroups; ++j) biased[j] = Ls[s * kGroups + j];
           b.d = F32ToF16(d_block[s]);
         }
+        PackScales(biased, b.scales);
 
         const float d_all = F16ToF32(b.d);
         const float* HWY_RESTRICT xs = xc + s * kSuperBlock;
         uint8_t* HWY_RESTRICT Lb = L + s * kSuperBlock;
         for (int j = 0; j < kGroups; ++j) {
-          const float d = d_all * GetScale(j, b.scales);
+          const float d = d_all * static_cast<int8_t>(biased[j] - 32);
           if (!d) {
             KLevelsOfGroup(df, lt_chunk, 16, s * kGroups + j, Lb + 16 * j);
             continue;

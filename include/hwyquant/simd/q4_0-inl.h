@@ -65,7 +65,7 @@ struct CodecQ4_0 {
   static HWY_INLINE void QuantizeBlock(DF df, const float* HWY_RESTRICT xb, Block* HWY_RESTRICT y) {
     const hn::RebindToSigned<DF> di;
     const size_t N = hn::Lanes(df);
-    const float max = FirstLargestMagnitude(df, xb);
+    const float max = FirstLargestMagnitude<kLegacyBlock>(df, xb);
     const float d = max / -8;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     y->d = F32ToF16(d);

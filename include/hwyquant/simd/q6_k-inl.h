@@ -69,26 +69,15 @@ struct Q6KCodec {
         const float* HWY_RESTRICT sc = scales + s * kGroups;
         const float* HWY_RESTRICT xs = xc + s * kSuperBlock;
         uint8_t* HWY_RESTRICT Lb = L + s * kSuperBlock;
-        float max_scale = 0;
-        float max_abs_scale = 0;
-        for (int ib = 0; ib < kGroups; ++ib) {
-          const float abs_scale = std::fabs(sc[ib]);
-          if (abs_scale > max_abs_scale) {
-            max_abs_scale = abs_scale;
-            max_scale = sc[ib];
-          }
-        }
-        if (max_abs_scale < kGroupMaxEps) {
+        const float max_scale = FirstLargestMagnitude<kGroups>(df, sc);
+        if (std::fabs(max_scale) < kGroupMaxEps) {
           std::memset(&b, 0, sizeof(Block));
           b.d = F32ToF16(0.f);
           continue;
         }
         const float iscale = -128.f / max_scale;
         b.d = F32ToF16(1 / iscale);
-        for (int ib = 0; ib < kGroups; ++ib) {
-          b.scales[ib] =
-              static_cast<int8_t>(std::min(127, ::hwyquant::NearestInt(iscale * sc[ib])));
-        }
+        QuantizeSubBlockScales(df, iscale, sc, b.scales);
         const float d_all = F16ToF32(b.d);
         for (int j = 0; j < kGroups; ++j) {
           const float d = d_all * b.scales[j];
@@ -121,6 +110,21 @@ struct Q6KCodec {
           qh += 32;
         }
       }
+    }
+  }
+
+  // ggml's (int8_t)MIN(127, nearest_int(iscale * sc[j])) for the 16 sub-blocks.
+  template <class DF>
+  static void QuantizeSubBlockScales(DF df, float iscale, const float* HWY_RESTRICT sc,
+                                     int8_t* HWY_RESTRICT out) {
+    const hn::RebindToSigned<DF> di;
+    const hn::Rebind<int8_t, decltype(di)> d8;
+    const size_t N = hn::Lanes(df);
+    const auto viscale = hn::Set(df, iscale);
+    for (size_t j = 0; j < kSuperBlock / 16; j += N) {
+      const auto l =
+          hn::Min(NearestInt(df, hn::Mul(viscale, hn::LoadU(df, sc + j))), hn::Set(di, 127));
+      hn::StoreU(hn::DemoteTo(d8, LowByteSigned(di, l)), d8, out + j);
     }
   }
 
