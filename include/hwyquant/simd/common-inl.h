@@ -16,6 +16,7 @@
 //                                t[i*N + lane] = base[offsets[lane] + i], i < count.
 //   MaxLane / MinLane(d, v)      horizontal extreme as a scalar (exact only without NaN lanes).
 //   FirstLargestMagnitude<n>(df, x)  ggml's first value of largest magnitude (NaNs never win).
+//   FirstLargestPerLane<first, n>(df, xt, &amax, &max)  the same scan per lane, transposed.
 //   StoreBytes(di, v, out)       N int32 lanes holding 0..255 -> N bytes.
 // Related files: half-inl.h (exact f16/bf16 vectors), legacy_common-inl.h (first-wins block
 // extremes, one-block-per-lane imatrix searches), hwyquant/static-inl.h (the per-target
@@ -174,6 +175,31 @@ HWY_INLINE float FirstLargestMagnitude(DF df, const float* HWY_RESTRICT xb) {
   }
   // Some value equals the largest magnitude, so hits != 0.
   return xb[hwy::Num0BitsBelowLS1Bit_Nonzero64(hits)];
+}
+
+// ggml's scan `if (ax > amax) { amax = ax; max = x; }` from amax = max = 0 over elements
+// [kFirst, kFirst + kCount) of each lane's group (transposed in xt), as a tree of pairwise
+// picks in which the later half wins only when strictly larger: log2(kCount) compares deep
+// where the scan's chain is kCount long. Elements that cannot beat the initial 0 (zeros,
+// NaNs) enter as (0, +0), so the first strict maximum wins as in the scan.
+template <int kFirst, int kCount, class DF>
+HWY_INLINE void FirstLargestPerLane(DF df, const float* HWY_RESTRICT xt, hn::Vec<DF>* amax,
+                                    hn::Vec<DF>* max) {
+  static_assert((kCount & (kCount - 1)) == 0, "halves must split evenly");
+  if constexpr (kCount == 1) {
+    const hn::Vec<DF> x = hn::Load(df, xt + kFirst * hn::Lanes(df));
+    const hn::Vec<DF> ax = hn::Abs(x);
+    const auto wins = hn::Gt(ax, hn::Zero(df));
+    *amax = hn::IfThenElseZero(wins, ax);
+    *max = hn::IfThenElseZero(wins, x);
+  } else {
+    hn::Vec<DF> amax_later, max_later;
+    FirstLargestPerLane<kFirst, kCount / 2>(df, xt, amax, max);
+    FirstLargestPerLane<kFirst + kCount / 2, kCount / 2>(df, xt, &amax_later, &max_later);
+    const auto later = hn::Gt(amax_later, *amax);
+    *amax = hn::IfThenElse(later, amax_later, *amax);
+    *max = hn::IfThenElse(later, max_later, *max);
+  }
 }
 
 // Packs the low byte of each int32 lane into N bytes at out (values must already be 0..255).

@@ -545,14 +545,11 @@ HWY_INLINE hn::Vec<DF> KMakeQxQuants(DF df, int nmax, const float* HWY_RESTRICT 
   // ggml's w*x[i]*l multiplies w*x first; that product does not depend on the scale tried.
   HWY_ALIGN float wxt[kGroup * kMaxGroupLanes];
 
-  V max = zero, amax = zero;
+  V max, amax;
+  FirstLargestPerLane<0, kGroup>(df, xt, &amax, &max);
   auto non_finite = hn::Not(hn::IsFinite(zero));  // all false
   for (int i = 0; i < kGroup; ++i) {
     const V x = hn::Load(df, xt + i * N);
-    const V ax = hn::Abs(x);
-    const auto bigger = hn::Gt(ax, amax);
-    amax = hn::IfThenElse(bigger, ax, amax);
-    max = hn::IfThenElse(bigger, x, max);
     non_finite = hn::Or(non_finite, hn::Not(hn::IsFinite(x)));
     hn::Store(hn::Mul(hn::Load(df, wt + i * N), x), df, wxt + i * N);
   }
@@ -655,14 +652,8 @@ HWY_INLINE void KQ3Start(DF df, int nmax, const float* HWY_RESTRICT xt, KQ3Scrat
   const hn::RebindToSigned<DF> di;
   const size_t N = hn::Lanes(df);
   const V zero = hn::Zero(df);
-  V max = zero, amax = zero;
-  for (int i = 0; i < 16; ++i) {
-    const V x = hn::Load(df, xt + i * N);
-    const V ax = hn::Abs(x);
-    const auto bigger = hn::Gt(ax, amax);
-    amax = hn::IfThenElse(bigger, ax, amax);
-    max = hn::IfThenElse(bigger, x, max);
-  }
+  V max, amax;
+  FirstLargestPerLane<0, 16>(df, xt, &amax, &max);
   *all_zero = hn::Lt(amax, hn::Set(df, kGroupMaxEps));
   const V iscale = hn::Div(hn::Set(df, static_cast<float>(-nmax)), max);
   V sumlx = zero, suml2 = zero;

@@ -163,15 +163,8 @@ HWY_INLINE void MakeQxQuantsLanes(DF df, int nmax, LegacyBatch& batch) {
   const float* HWY_RESTRICT wt = batch.w;
   int32_t* HWY_RESTRICT lt = batch.levels;
   int32_t* HWY_RESTRICT lcur = batch.scratch;
-  V max = hn::Zero(df);
-  V amax = hn::Zero(df);
-  for (int i = 0; i < kLegacyBlock; ++i) {
-    const V x = hn::Load(df, xt + i * N);
-    const V ax = hn::Abs(x);
-    const auto larger = hn::Gt(ax, amax);
-    amax = hn::IfThenElse(larger, ax, amax);
-    max = hn::IfThenElse(larger, x, max);
-  }
+  V max, amax;
+  FirstLargestPerLane<0, kLegacyBlock>(df, xt, &amax, &max);
   const auto all_zero = hn::Lt(amax, hn::Set(df, kGroupMaxEps));
   const auto lo = hn::Set(di, -nmax);
   const auto hi = hn::Set(di, nmax - 1);
