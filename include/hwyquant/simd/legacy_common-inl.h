@@ -4,8 +4,9 @@
 // Two strategies, both exact:
 // - Without imatrix every weight of a block is quantized independently once the block's scale
 //   is known, so a block is processed horizontally; only the extreme needs care, and it is
-//   reduced with NaN lanes masked out (order-free), then the winning element is located with
-//   FindFirstTrue so that the sign of zero and of the max come from the first winner.
+//   reduced with NaN lanes masked out (order-free), then the first winner is located (from a
+//   mask of hits in FirstLargestMagnitude, common-inl.h; by a scan for a zero extreme in
+//   FirstMinMax) so that the sign of zero and of the max come from it.
 // - With imatrix the scale search is a long sequential computation per block; blocks are
 //   transposed so that lane j runs block j's loop statement by statement.
 

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "hwyquant/format.h"
 #include "hwyquant/half.h"
