@@ -102,19 +102,33 @@ uint64_t WriteModel(const std::string& path, const Shape& s) {
   return params;
 }
 
+// Reads the whole file, so that a run finds the model in the page cache. Done before every run,
+// not once: a VM that pages out memory it finds idle (DAMON's pageout, as on the development VM)
+// dropped 14-74 MiB of the 555 MiB model from the page cache within minutes, and `perf` caught a
+// hwyquant run reading them back from disk.
+void WarmPageCache(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> chunk(8 << 20);
+  while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
+  }
+}
+
 struct Measurement {
   double wall = 0, cpu = 0, peak_rss_mib = 0;
 };
 
 // Runs `tool IN OUT PRESET [threads]` (hwyquant with "quantize" in front) in a child process after
-// a sync, so neither tool pays for the other's dirty pages. The previous run's output is removed
-// first, so every run starts as the first does: replacing an existing file frees its blocks, which
-// on a file system mounted with `discard` costs about 0.3 ms per MiB (README), and that is the file
-// system's work, not the quantizer's. False when the child failed.
-bool RunOnce(const std::vector<std::string>& command, const std::string& output, Measurement& m) {
+// a sync, so neither tool pays for the other's dirty pages, and after reading the input. The
+// previous run's output is removed first, so every run starts as the first does: replacing an
+// existing file frees its blocks, which on a file system mounted with `discard` costs about 0.3 ms
+// per MiB (README), and that is the file system's work, not the quantizer's. False when the child
+// failed.
+bool RunOnce(const std::vector<std::string>& command, const std::string& input,
+             const std::string& output, Measurement& m) {
   std::fflush(stdout);  // the child must not inherit (and repeat) buffered output
   std::remove(output.c_str());
   ::sync();
+  WarmPageCache(input);
   const auto t0 = std::chrono::steady_clock::now();
   const pid_t child = ::fork();
   if (child == 0) {
@@ -141,27 +155,18 @@ std::string ReadAll(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// Reads the file once so that a reused model starts in the page cache: otherwise the first tool
-// of the first preset alone would pay for reading it from disk.
-void WarmPageCache(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> chunk(8 << 20);
-  while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
-  }
-}
-
 double FileMiB(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 ? st.st_size / 1024.0 / 1024.0 : 0;
 }
 
 // The mean of runs measurements of one command; false (after saying why) when a run failed.
-bool Measure(const char* tool, const std::vector<std::string>& command, const std::string& output,
-             int runs, const std::string& preset, Measurement& mean) {
+bool Measure(const char* tool, const std::vector<std::string>& command, const std::string& input,
+             const std::string& output, int runs, const std::string& preset, Measurement& mean) {
   mean = Measurement();
   for (int r = 0; r < runs; ++r) {
     Measurement m;
-    if (!RunOnce(command, output, m)) {
+    if (!RunOnce(command, input, output, m)) {
       std::printf("%-8s %s failed (run `%s` by hand to see why)\n", preset.c_str(), tool,
                   command[0].c_str());
       return false;
@@ -248,7 +253,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "hwyquant-e2e: %s\n", e.what());
     return 1;
   }
-  WarmPageCache(model);
   std::printf("runs per tool and preset: %d (means; peak RSS is the largest)\n", runs);
   std::printf("%-8s %10s %10s %10s %12s %10s", "preset", "wall s", "cpu s", "MB/s", "peak RSS MiB",
               "out MiB");
@@ -262,7 +266,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> command = {hwyquant_path, "quantize", model, output, preset};
     if (!threads.empty()) command.push_back(threads);
     Measurement ours;
-    if (!Measure("hwyquant", command, output, runs, preset, ours)) {
+    if (!Measure("hwyquant", command, model, output, runs, preset, ours)) {
       status_all = 1;
       continue;
     }
@@ -272,7 +276,7 @@ int main(int argc, char** argv) {
       std::vector<std::string> theirs_command = {llama_quantize_path, model, llama_output, preset};
       if (!threads.empty()) theirs_command.push_back(threads);
       Measurement theirs;
-      if (!Measure("llama-quantize", theirs_command, llama_output, runs, preset, theirs)) {
+      if (!Measure("llama-quantize", theirs_command, model, llama_output, runs, preset, theirs)) {
         status_all = 1;
         continue;
       }
