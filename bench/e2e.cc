@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "hwyquant/format.h"
+#include "hwyquant/hwyquant.h"
 #include "pipeline/gguf.h"
 #include "pipeline/output_file.h"
 
@@ -160,6 +161,29 @@ double FileMiB(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? st.st_size / 1024.0 / 1024.0 : 0;
 }
 
+// One line naming the CPU, its core count and the kernels' SIMD target: the ratios to
+// llama-quantize differ by CPU (README: lower on Zen 4, which splits 512-bit operations in two,
+// than on Zen 5), so a table is only comparable with others from the same kind of machine.
+std::string MachineLine() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string name, family, model, line;
+  const auto value = [&line] {
+    const size_t colon = line.find(':');
+    const size_t start =
+        colon == std::string::npos ? colon : line.find_first_not_of(' ', colon + 1);
+    return start == std::string::npos ? std::string() : line.substr(start);
+  };
+  while (std::getline(cpuinfo, line) && line.find_first_not_of(" \t") != std::string::npos) {
+    if (name.empty() && line.rfind("model name", 0) == 0) name = value();
+    if (family.empty() && line.rfind("cpu family", 0) == 0) family = value();
+    if (model.empty() && line.rfind("model\t", 0) == 0) model = value();
+  }
+  std::string text = name.empty() ? "unknown CPU" : name;
+  if (!family.empty() && !model.empty()) text += " (family " + family + ", model " + model + ")";
+  return text + ", " + std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)) + " cores, kernels " +
+         hwyquant::ActiveTarget();
+}
+
 // The mean of runs measurements of one command; false (after saying why) when a run failed.
 bool Measure(const char* tool, const std::vector<std::string>& command, const std::string& input,
              const std::string& output, int runs, const std::string& preset, Measurement& mean) {
@@ -253,6 +277,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "hwyquant-e2e: %s\n", e.what());
     return 1;
   }
+  std::printf("machine: %s\n", MachineLine().c_str());
   std::printf("runs per tool and preset: %d (means; peak RSS is the largest)\n", runs);
   std::printf("%-8s %10s %10s %10s %12s %10s", "preset", "wall s", "cpu s", "MB/s", "peak RSS MiB",
               "out MiB");
