@@ -426,6 +426,78 @@ TEST_CASE("SIMD K-quants match the reference where a fitted min lies above the g
   });
 }
 
+// q3_K refines the groups still changing after make_q3_quants' first pass packed together, four
+// vectors of groups into one where they fit, else two into one, else one by one. The patterns
+// below were checked (with a counter, not kept) to reach each of those ways, and the empty ones.
+// Levels from the refinement only reach the output where a group's scale quantizes to zero, as
+// the tiny groups' do.
+TEST_CASE("SIMD q3_K matches the reference however its later refinement passes are packed",
+          "[simd][kquants]") {
+  enum Style { kGaussian, kUniform, kConstant, kOneSided, kGaussianWithSpecials, kGaussianAndTiny };
+  struct Pattern {
+    const char* name;
+    Style first_half;  // of each run of 64 groups
+    Style second_half;
+  };
+  const Pattern kPatterns[] = {
+      {"gaussian (mostly four into one)", kGaussian, kGaussian},
+      {"uniform (mostly two into one)", kUniform, kUniform},
+      {"constant groups (nothing left to refine)", kConstant, kConstant},
+      {"gaussian then uniform", kGaussian, kUniform},
+      {"one-sided groups (one by one)", kOneSided, kOneSided},
+      {"one-sided then constant", kOneSided, kConstant},
+      {"gaussian with NaN and Inf", kGaussianWithSpecials, kGaussianWithSpecials},
+      {"gaussian with tiny one-sided groups", kGaussianAndTiny, kGaussianAndTiny},
+  };
+  constexpr int64_t kRows = 2;
+  constexpr int64_t kPerRow = 8 * kSuperBlock;
+  test::ForEachHwyTarget([&](const char* target) {
+    for (uint64_t seed = 1; seed <= 4; ++seed) {
+      for (const Pattern& pattern : kPatterns) {
+        test::Rng rng(seed * 15485863);
+        std::vector<float> src(static_cast<size_t>(kRows * kPerRow));
+        for (size_t g = 0; g < src.size() / 16; ++g) {
+          Style style = g % 64 < 32 ? pattern.first_half : pattern.second_half;
+          float scale = 1.0f;
+          if (style == kGaussianAndTiny) {
+            style = g % 8 == 3 ? kOneSided : kGaussian;
+            if (style == kOneSided) scale = 1e-3f;
+          }
+          const float constant = rng.UniformSigned();
+          for (size_t i = 0; i < 16; ++i) {
+            float& v = src[g * 16 + i];
+            switch (style) {
+              case kGaussian:
+              case kGaussianWithSpecials: {  // Box-Muller
+                const float u = 1.0f - std::fabs(rng.UniformSigned());
+                v = std::sqrt(-2.0f * std::log(u)) * std::cos(6.2831853f * rng.UniformSigned());
+                if (style == kGaussianWithSpecials && g % 5 == 0 && i == 7) {
+                  v = g % 3 ? std::numeric_limits<float>::infinity()
+                            : std::numeric_limits<float>::quiet_NaN();
+                }
+                break;
+              }
+              case kUniform:
+                v = rng.UniformSigned();
+                break;
+              case kConstant:
+                v = constant;
+                break;
+              case kOneSided:  // a negative extreme over positive values: most groups change
+                v = i == 0 ? -scale : scale * std::fabs(rng.UniformSigned());
+                break;
+              case kGaussianAndTiny:  // resolved above
+                break;
+            }
+          }
+        }
+        const std::string what = std::string(pattern.name) + " seed " + std::to_string(seed);
+        CheckAgainstReference(target, Type::kQ3_K, src, kRows, kPerRow, nullptr, what, seed % 2);
+      }
+    }
+  });
+}
+
 TEST_CASE("SIMD K-quants handle all-zero, constant and extreme super-blocks", "[simd][kquants]") {
   const float kConstants[] = {0.0f, -0.0f, 0.125f, -3.0f, 1e-16f, 1e-38f, 65504.0f, 1e38f};
   test::ForEachHwyTarget([&](const char* target) {

@@ -642,6 +642,8 @@ struct KQ3Scratch {
   HWY_ALIGN float lf[16 * kMaxGroupLanes];   // levels as floats
   HWY_ALIGN float wt[16 * kMaxGroupLanes];   // x*x, ggml's weight
   HWY_ALIGN float wxt[16 * kMaxGroupLanes];  // (x*x)*x, as w*x[i] rounds it
+  HWY_ALIGN float sumlx[kMaxGroupLanes];     // running sums, where another step takes them over
+  HWY_ALIGN float suml2[kMaxGroupLanes];
 };
 
 // make_q3_quants' first levels and running sums for one vector of 16-value groups.
@@ -752,40 +754,215 @@ HWY_INLINE hn::Vec<DF> KMakeQ3Quants(DF df, int nmax, const float* HWY_RESTRICT 
   return KQ3Finish(df, nmax, &s, all_zero, sumlx, suml2, lt);
 }
 
+// Groups of up to four vectors that still refine after their first pass, packed into the lanes
+// of one vector so that the later passes run once instead of four times.
+struct KQ3Packed {
+  HWY_ALIGN float xt[16 * kMaxGroupLanes];
+  KQ3Scratch s;
+  // Per source vector: the source lane of each packed lane (from) and the packed lane of each
+  // source lane (to); only the source's active lanes are meaningful.
+  HWY_ALIGN int32_t from[4 * kMaxGroupLanes];
+  HWY_ALIGN int32_t to[4 * kMaxGroupLanes];
+};
+
+// Assigns the active lanes of source vector v the next packed lanes, from *count on.
+template <class DF>
+HWY_INLINE void KQ3MapLanes(DF df, hn::Mask<DF> active, size_t v, KQ3Packed* p, size_t* count) {
+  const size_t N = hn::Lanes(df);
+  uint8_t bits[(kMaxGroupLanes + 7) / 8] = {};
+  hn::StoreMaskBits(df, active, bits);
+  int32_t* HWY_RESTRICT from = p->from + v * N;
+  int32_t* HWY_RESTRICT to = p->to + v * N;
+  for (size_t j = 0; j < N; ++j) {
+    from[j] = 0;
+    to[j] = 0;
+  }
+  for (size_t j = 0; j < N; ++j) {
+    if ((bits[j / 8] >> (j % 8)) & 1) {
+      from[*count] = static_cast<int32_t>(j);
+      to[j] = static_cast<int32_t>((*count)++);
+    }
+  }
+}
+
+// Lane k of the result is lane from_v[k] of source v, where packed lanes [0, end0) come from
+// v0, [end0, end1) from v1, [end1, end2) from v2 and the rest from v3.
+template <class V, class I, class M>
+HWY_INLINE V KQ3Gather4(V v0, V v1, V v2, V v3, I from0, I from1, I from2, I from3, M end0, M end1,
+                        M end2) {
+  auto packed = hn::TableLookupLanes(v3, from3);
+  packed = hn::IfThenElse(end2, hn::TableLookupLanes(v2, from2), packed);
+  packed = hn::IfThenElse(end1, hn::TableLookupLanes(v1, from1), packed);
+  return hn::IfThenElse(end0, hn::TableLookupLanes(v0, from0), packed);
+}
+
+// Copies the refined levels and running sums of source vector v's active lanes back from p.
+template <class DF>
+HWY_INLINE void KQ3Unpack(DF df, const KQ3Packed& p, hn::Mask<DF> active, size_t v, KQ3Scratch* s) {
+  const hn::RebindToSigned<DF> di;
+  const size_t N = hn::Lanes(df);
+  if (hn::AllFalse(df, active)) return;
+  const auto to = hn::IndicesFromVec(df, hn::Load(di, p.to + v * N));
+  for (int i = 0; i < 16; ++i) {
+    const size_t o = i * N;
+    const auto packed = hn::TableLookupLanes(hn::Load(df, p.s.lf + o), to);
+    hn::Store(hn::IfThenElse(active, packed, hn::Load(df, s->lf + o)), df, s->lf + o);
+  }
+  const auto sumlx = hn::TableLookupLanes(hn::Load(df, p.s.sumlx), to);
+  hn::Store(hn::IfThenElse(active, sumlx, hn::Load(df, s->sumlx)), df, s->sumlx);
+  const auto suml2 = hn::TableLookupLanes(hn::Load(df, p.s.suml2), to);
+  hn::Store(hn::IfThenElse(active, suml2, hn::Load(df, s->suml2)), df, s->suml2);
+}
+
+// Refinement passes 1..4 of the active lanes of vectors first..last - 1 of four vectors of groups
+// (state in s[v], values at xt + v * stride, active lanes all-ones in active + v * N), packed
+// into the lanes of one vector.
+template <class DF>
+HWY_INLINE void KQ3RefinePacked(DF df, int nmax, const float* HWY_RESTRICT xt, size_t stride,
+                                KQ3Scratch* s, const float* HWY_RESTRICT active, size_t first,
+                                size_t last) {
+  const hn::RebindToSigned<DF> di;
+  const size_t N = hn::Lanes(df);
+  const auto in_range = [&](size_t v) {
+    return hn::And(hn::MaskFromVec(hn::Load(df, active + v * N)),
+                   hn::FirstN(df, v >= first && v < last ? N : 0));
+  };
+  const auto act0 = in_range(0), act1 = in_range(1), act2 = in_range(2), act3 = in_range(3);
+  KQ3Packed p;
+  size_t count = 0;
+  KQ3MapLanes(df, act0, 0, &p, &count);
+  const auto end0 = hn::FirstN(df, count);
+  KQ3MapLanes(df, act1, 1, &p, &count);
+  const auto end1 = hn::FirstN(df, count);
+  KQ3MapLanes(df, act2, 2, &p, &count);
+  const auto end2 = hn::FirstN(df, count);
+  KQ3MapLanes(df, act3, 3, &p, &count);
+  const auto from0 = hn::IndicesFromVec(df, hn::Load(di, p.from));
+  const auto from1 = hn::IndicesFromVec(df, hn::Load(di, p.from + N));
+  const auto from2 = hn::IndicesFromVec(df, hn::Load(di, p.from + 2 * N));
+  const auto from3 = hn::IndicesFromVec(df, hn::Load(di, p.from + 3 * N));
+  for (int i = 0; i < 16; ++i) {
+    const size_t o = i * N;
+    const auto x = KQ3Gather4(hn::Load(df, xt + o), hn::Load(df, xt + stride + o),
+                              hn::Load(df, xt + 2 * stride + o), hn::Load(df, xt + 3 * stride + o),
+                              from0, from1, from2, from3, end0, end1, end2);
+    hn::Store(x, df, p.xt + o);
+    // The same two products as KQ3Start, so the packed weights are the same floats.
+    const auto w = hn::Mul(x, x);
+    hn::Store(w, df, p.s.wt + o);
+    hn::Store(hn::Mul(w, x), df, p.s.wxt + o);
+    hn::Store(
+        KQ3Gather4(hn::Load(df, s[0].lf + o), hn::Load(df, s[1].lf + o), hn::Load(df, s[2].lf + o),
+                   hn::Load(df, s[3].lf + o), from0, from1, from2, from3, end0, end1, end2),
+        df, p.s.lf + o);
+  }
+  auto sumlx =
+      KQ3Gather4(hn::Load(df, s[0].sumlx), hn::Load(df, s[1].sumlx), hn::Load(df, s[2].sumlx),
+                 hn::Load(df, s[3].sumlx), from0, from1, from2, from3, end0, end1, end2);
+  auto suml2 =
+      KQ3Gather4(hn::Load(df, s[0].suml2), hn::Load(df, s[1].suml2), hn::Load(df, s[2].suml2),
+                 hn::Load(df, s[3].suml2), from0, from1, from2, from3, end0, end1, end2);
+  KQ3Refine(df, nmax, p.xt, &p.s, 1, hn::FirstN(df, count), &sumlx, &suml2);
+  hn::Store(sumlx, df, p.s.sumlx);
+  hn::Store(suml2, df, p.s.suml2);
+  KQ3Unpack(df, p, act0, 0, &s[0]);
+  KQ3Unpack(df, p, act1, 1, &s[1]);
+  KQ3Unpack(df, p, act2, 2, &s[2]);
+  KQ3Unpack(df, p, act3, 3, &s[3]);
+}
+
+// Refinement passes 1..4 of one vector of groups whose running sums are stored in s.
+template <class DF>
+HWY_INLINE void KQ3RefineStored(DF df, int nmax, const float* HWY_RESTRICT xt, KQ3Scratch* s,
+                                hn::Mask<DF> active) {
+  auto sumlx = hn::Load(df, s->sumlx);
+  auto suml2 = hn::Load(df, s->suml2);
+  KQ3Refine(df, nmax, xt, s, 1, active, &sumlx, &suml2);
+  hn::Store(sumlx, df, s->sumlx);
+  hn::Store(suml2, df, s->suml2);
+}
+
+// Refinement passes 1..4 of four vectors of groups (as KQ3RefinePacked): all four packed into one
+// vector where their active lanes fit, else two by two, else one by one.
+template <class DF>
+HWY_INLINE void KQ3RefineLater(DF df, int nmax, const float* HWY_RESTRICT xt, KQ3Scratch* s,
+                               const float* HWY_RESTRICT active) {
+  const size_t N = hn::Lanes(df);
+  const size_t stride = 16 * N;
+  size_t count[4];
+  for (size_t v = 0; v < 4; ++v) {
+    count[v] = hn::CountTrue(df, hn::MaskFromVec(hn::Load(df, active + v * N)));
+  }
+  const size_t span = count[0] + count[1] + count[2] + count[3] <= N ? 4 : 2;
+  for (size_t first = 0; first < 4; first += span) {
+    size_t sum = 0;
+    for (size_t v = first; v < first + span; ++v) sum += count[v];
+    if (sum <= N) {
+      if (sum != 0) KQ3RefinePacked(df, nmax, xt, stride, s, active, first, first + span);
+      continue;
+    }
+    for (size_t v = first; v < first + span; ++v) {
+      KQ3RefineStored(df, nmax, xt + v * stride, &s[v],
+                      hn::MaskFromVec(hn::Load(df, active + v * N)));
+    }
+  }
+}
+
 // KMakeQ3Quants for four vectors of groups, laid out one after another as KTransposeIn
 // leaves them (xt + v * 16 * N, levels likewise in lt, scales at scale + v * N). With 16 lanes
 // the first pass finds a lane that changes in most elements, so skipping idle elements saves
 // little there while each change holds up the next element for a division's chain; this runs
 // the four vectors' first passes without skipping, element by element, so their chains overlap.
-// The sparse later passes run per vector, skipping idle elements.
+// The sparse later passes run on the groups still changing, packed four vectors into one where
+// they fit and two into one otherwise, skipping idle elements.
 template <class DF>
 HWY_INLINE void KMakeQ3QuantsFour(DF df, int nmax, const float* HWY_RESTRICT xt,
                                   int32_t* HWY_RESTRICT lt, float* HWY_RESTRICT scale) {
   const size_t N = hn::Lanes(df);
   const size_t stride = 16 * N;
-  KQ3Scratch s0, s1, s2, s3;
+  KQ3Scratch s[4];
   hn::Vec<DF> sumlx0, suml20, sumlx1, suml21, sumlx2, suml22, sumlx3, suml23;
   hn::Mask<DF> zero0, zero1, zero2, zero3;  // all-zero groups
-  KQ3Start(df, nmax, xt, &s0, &sumlx0, &suml20, &zero0);
-  KQ3Start(df, nmax, xt + stride, &s1, &sumlx1, &suml21, &zero1);
-  KQ3Start(df, nmax, xt + 2 * stride, &s2, &sumlx2, &suml22, &zero2);
-  KQ3Start(df, nmax, xt + 3 * stride, &s3, &sumlx3, &suml23, &zero3);
+  KQ3Start(df, nmax, xt, &s[0], &sumlx0, &suml20, &zero0);
+  KQ3Start(df, nmax, xt + stride, &s[1], &sumlx1, &suml21, &zero1);
+  KQ3Start(df, nmax, xt + 2 * stride, &s[2], &sumlx2, &suml22, &zero2);
+  KQ3Start(df, nmax, xt + 3 * stride, &s[3], &sumlx3, &suml23, &zero3);
   auto changed0 = hn::FirstN(df, 0), changed1 = changed0;
   auto changed2 = changed0, changed3 = changed0;
   for (int i = 0; i < 16; ++i) {
-    KQ3Step<false>(df, nmax, xt, &s0, i, hn::Not(zero0), &sumlx0, &suml20, &changed0);
-    KQ3Step<false>(df, nmax, xt + stride, &s1, i, hn::Not(zero1), &sumlx1, &suml21, &changed1);
-    KQ3Step<false>(df, nmax, xt + 2 * stride, &s2, i, hn::Not(zero2), &sumlx2, &suml22, &changed2);
-    KQ3Step<false>(df, nmax, xt + 3 * stride, &s3, i, hn::Not(zero3), &sumlx3, &suml23, &changed3);
+    KQ3Step<false>(df, nmax, xt, &s[0], i, hn::Not(zero0), &sumlx0, &suml20, &changed0);
+    KQ3Step<false>(df, nmax, xt + stride, &s[1], i, hn::Not(zero1), &sumlx1, &suml21, &changed1);
+    KQ3Step<false>(df, nmax, xt + 2 * stride, &s[2], i, hn::Not(zero2), &sumlx2, &suml22,
+                   &changed2);
+    KQ3Step<false>(df, nmax, xt + 3 * stride, &s[3], i, hn::Not(zero3), &sumlx3, &suml23,
+                   &changed3);
   }
-  KQ3Refine(df, nmax, xt, &s0, 1, hn::AndNot(zero0, changed0), &sumlx0, &suml20);
-  KQ3Refine(df, nmax, xt + stride, &s1, 1, hn::AndNot(zero1, changed1), &sumlx1, &suml21);
-  KQ3Refine(df, nmax, xt + 2 * stride, &s2, 1, hn::AndNot(zero2, changed2), &sumlx2, &suml22);
-  KQ3Refine(df, nmax, xt + 3 * stride, &s3, 1, hn::AndNot(zero3, changed3), &sumlx3, &suml23);
-  hn::Store(KQ3Finish(df, nmax, &s0, zero0, sumlx0, suml20, lt), df, scale);
-  hn::Store(KQ3Finish(df, nmax, &s1, zero1, sumlx1, suml21, lt + stride), df, scale + N);
-  hn::Store(KQ3Finish(df, nmax, &s2, zero2, sumlx2, suml22, lt + 2 * stride), df, scale + 2 * N);
-  hn::Store(KQ3Finish(df, nmax, &s3, zero3, sumlx3, suml23, lt + 3 * stride), df, scale + 3 * N);
+  hn::Store(sumlx0, df, s[0].sumlx);
+  hn::Store(suml20, df, s[0].suml2);
+  hn::Store(sumlx1, df, s[1].sumlx);
+  hn::Store(suml21, df, s[1].suml2);
+  hn::Store(sumlx2, df, s[2].sumlx);
+  hn::Store(suml22, df, s[2].suml2);
+  hn::Store(sumlx3, df, s[3].sumlx);
+  hn::Store(suml23, df, s[3].suml2);
+  HWY_ALIGN float active[4 * kMaxGroupLanes];  // lanes that changed in the first pass
+  hn::Store(hn::VecFromMask(df, hn::AndNot(zero0, changed0)), df, active);
+  hn::Store(hn::VecFromMask(df, hn::AndNot(zero1, changed1)), df, active + N);
+  hn::Store(hn::VecFromMask(df, hn::AndNot(zero2, changed2)), df, active + 2 * N);
+  hn::Store(hn::VecFromMask(df, hn::AndNot(zero3, changed3)), df, active + 3 * N);
+  KQ3RefineLater(df, nmax, xt, s, active);
+  hn::Store(
+      KQ3Finish(df, nmax, &s[0], zero0, hn::Load(df, s[0].sumlx), hn::Load(df, s[0].suml2), lt), df,
+      scale);
+  hn::Store(KQ3Finish(df, nmax, &s[1], zero1, hn::Load(df, s[1].sumlx), hn::Load(df, s[1].suml2),
+                      lt + stride),
+            df, scale + N);
+  hn::Store(KQ3Finish(df, nmax, &s[2], zero2, hn::Load(df, s[2].sumlx), hn::Load(df, s[2].suml2),
+                      lt + 2 * stride),
+            df, scale + 2 * N);
+  hn::Store(KQ3Finish(df, nmax, &s[3], zero3, hn::Load(df, s[3].sumlx), hn::Load(df, s[3].suml2),
+                      lt + 3 * stride),
+            df, scale + 3 * N);
 }
 
 // make_qp_quants (n values per lane, transposed in xt with weights wt) for Lanes(df)
