@@ -148,6 +148,15 @@ HWY_INLINE void KStoreLevels(DI /*di*/, hn::Vec<DI> v, uint8_t* HWY_RESTRICT p) 
   hn::StoreU(hn::DemoteTo(d8, v), d8, p);
 }
 
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// Highway 1.0.3 demotes 16 int32 to bytes with two packs, a mask and a permute; AVX-512 has one
+// truncating move, which is the same for levels in 0..255 (q3_K 4%, q6_K 2% faster on Zen 4).
+HWY_INLINE void KStoreLevels(hn::Full512<int32_t> /*di*/, hn::Vec512<int32_t> v,
+                             uint8_t* HWY_RESTRICT p) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(v.raw));
+}
+#endif
+
 // Loads Lanes(di) bytes widened to int32.
 template <class DI>
 HWY_INLINE hn::Vec<DI> KLoadBytes(DI di, const uint8_t* HWY_RESTRICT p) {
